@@ -1,0 +1,39 @@
+"""Options and helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sync.errors import ErpsyncError
+from sync.redact import install_log_redaction, scrub
+from sync.settings import Settings, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="ERPSYNC_CONFIG", help="YAML config file (or $ERPSYNC_CONFIG)."),
+]
+TenantOption = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant id (optional with one tenant).")]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ErpsyncError as exc:
+        fail(exc)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    return settings
+
+
+def fail(exc: BaseException, code: int = 1) -> typer.Exit:
+    """Print one clear, redacted error line and exit (never a traceback for expected errors)."""
+    err_console.print(f"[bold red]error:[/] {scrub(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)

@@ -1,0 +1,307 @@
+"""Typed settings: one YAML file plus ``ERPSYNC__…`` environment overrides.
+
+Why this shape:
+
+- ``tenants`` is a mapping keyed by tenant id (not a list) so an environment variable can
+  address one tenant: ``ERPSYNC__TENANTS__ACME__SMARTEPI__API_KEY=…``.
+- Secrets are ``SecretStr`` and may be written as ``${ENV_VAR}`` references, expanded at
+  load time; every loaded secret is registered with ``sync.redact`` so it is masked in
+  any log line, report or exception text where it might still leak.
+- A bad file fails at start with ``ConfigError`` listing each problem as
+  ``key.path: what is wrong``; nothing starts with a half-valid config.
+- Base URLs must be https, except loopback (the sandboxes, tests).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sync.errors import ConfigError
+from sync.redact import register_secret
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def check_base_url(url: str) -> str:
+    """https only, except loopback hosts (sandboxes and tests run there)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("must be https (plain http is allowed only for loopback hosts)")
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RateLimit(_Strict):
+    """Per platform account: shared by every process through the Redis governor."""
+
+    requests_per_second: float = Field(10.0, gt=0)
+    burst: int = Field(20, ge=1)
+    concurrency: int = Field(8, ge=1, le=256)
+
+
+class SmartEPISettings(_Strict):
+    base_url: str
+    api_key: SecretStr
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    rate: RateLimit = Field(default_factory=RateLimit)
+    timeout_seconds: float = Field(30.0, gt=0)
+    # Webhook signature recipe (smartepi.md §4, undocumented upstream): configurable.
+    signature_key_includes_prefix: bool = True
+    signature_tolerance_seconds: int = Field(300, ge=1, le=300)
+
+    _check_url = field_validator("base_url")(classmethod(lambda cls, v: check_base_url(v)))
+
+
+class SmartKasaSettings(_Strict):
+    base_url: str
+    api_key: SecretStr
+    phone: str
+    password: SecretStr
+    auth_scheme: Literal["bearer", "bare"] = "bearer"
+    body_style: Literal["plain", "wrapped"] = "plain"
+    batch_size: int = Field(100, ge=1, le=1000)
+    refresh_margin_seconds: int = Field(300, ge=0)
+    rate: RateLimit = Field(default_factory=RateLimit)
+    timeout_seconds: float = Field(30.0, gt=0)
+    shops: dict[str, int] = Field(default_factory=dict)  # ERP shop code -> SmartKasa shop id
+
+    _check_url = field_validator("base_url")(classmethod(lambda cls, v: check_base_url(v)))
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        digits = re.sub(r"\D", "", v)
+        if not 9 <= len(digits) <= 15:
+            raise ValueError("phone must have 9 to 15 digits, e.g. 380971234567")
+        return digits
+
+
+class SinkSettings(_Strict):
+    """Where inbound data lands: SQL tables (default: the ERP source database) or JSONL files."""
+
+    kind: Literal["sql", "jsonl"] = "sql"
+    url: str | None = None  # sql: SQLAlchemy URL; default the ERP source URL
+    directory: Path | None = None  # jsonl
+
+
+class Schedule(_Strict):
+    fast_reconcile_seconds: int = Field(300, ge=5)
+    full_reconcile_seconds: int = Field(3600, ge=30)
+    pull_seconds: int = Field(120, ge=5)
+    watermark_seconds: int = Field(30, ge=1)
+
+
+class TenantSettings(_Strict):
+    erp: dict[str, Any]  # validated by sync.sources.config (kept loose here to avoid an import cycle)
+    mappings: list[Path]
+    smartepi: SmartEPISettings | None = None
+    smartkasa: SmartKasaSettings | None = None
+    sink: SinkSettings = Field(default_factory=SinkSettings)
+    event_token: SecretStr | None = None  # authenticates POST /erp/events
+    schedule: Schedule = Field(default_factory=Schedule)
+    safety_share: float = Field(0.2, gt=0, le=1)
+    derive_identification: str | None = "ERP-{erp_key}"
+
+    @field_validator("mappings")
+    @classmethod
+    def _mappings(cls, v: list[Path]) -> list[Path]:
+        if not v:
+            raise ValueError("at least one mapping file is required")
+        return v
+
+    @model_validator(mode="after")
+    def _platforms(self) -> TenantSettings:
+        if self.smartepi is None and self.smartkasa is None:
+            raise ValueError("configure at least one platform (smartepi or smartkasa)")
+        return self
+
+
+class CelerySettings(_Strict):
+    broker_url: str | None = None  # default: Settings.redis_url
+    result_backend: str | None = None
+    task_time_limit: int = Field(1800, ge=10)
+    visibility_timeout: int = Field(3600, ge=20)
+    debounce_seconds: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _visibility(self) -> CelerySettings:
+        if self.visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                "visibility_timeout must be greater than task_time_limit, or a long task is redelivered "
+                "while it still runs"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one erpsync deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ERPSYNC__", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    state_url: str = "sqlite:///erpsync-state.db"
+    redis_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    report_dir: Path = Path("reports")
+    celery: CelerySettings = Field(default_factory=CelerySettings)
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_ids(cls, v: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        for key in v:
+            if not _TENANT_ID.match(key):
+                raise ValueError(f"tenant id {key!r} must be lowercase letters, digits, '-' or '_'")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the YAML file; environment variables override it.
+        return (env_settings, init_settings)
+
+    def tenant(self, tenant_id: str | None) -> tuple[str, TenantSettings]:
+        """Resolve ``--tenant``: optional when exactly one tenant is configured."""
+        if tenant_id is None:
+            if len(self.tenants) == 1:
+                return next(iter(self.tenants.items()))
+            raise ConfigError(
+                f"{len(self.tenants)} tenants configured", hint="choose one with --tenant"
+            )
+        try:
+            return tenant_id, self.tenants[tenant_id]
+        except KeyError:
+            known = ", ".join(sorted(self.tenants)) or "none"
+            raise ConfigError(f"unknown tenant {tenant_id!r} (configured: {known})") from None
+
+
+def expand_env(value: Any, path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of the YAML document."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration:"]
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {_loc(tuple(err['loc']))}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Load the YAML file (``$ERPSYNC_CONFIG`` when ``path`` is None) plus env overrides.
+
+    Relative mapping paths are resolved against the config file's folder.
+    """
+    data: dict[str, Any] = {}
+    source = "environment"
+    if path is None:
+        path = os.environ.get("ERPSYNC_CONFIG")
+    if path is not None:
+        file = Path(path)
+        source = str(file)
+        try:
+            raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: no such file", hint="pass --config FILE or set ERPSYNC_CONFIG") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{file}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+        data = expand_env(raw)
+        base = file.resolve().parent
+        for tenant in (data.get("tenants") or {}).values():
+            if isinstance(tenant, dict) and isinstance(tenant.get("mappings"), list):
+                tenant["mappings"] = [str((base / m).resolve()) if not Path(m).is_absolute() else m
+                                      for m in tenant["mappings"]]
+    if overrides:
+        data.update(overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    _register_secrets(settings)
+    return settings
+
+
+def _register_secrets(settings: Settings) -> None:
+    for tenant in settings.tenants.values():
+        secrets: list[SecretStr | None] = [tenant.event_token]
+        if tenant.smartepi:
+            secrets += [tenant.smartepi.api_key, *tenant.smartepi.webhook_secrets]
+        if tenant.smartkasa:
+            secrets += [tenant.smartkasa.api_key, tenant.smartkasa.password]
+        for secret in secrets:
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+    for url in (settings.state_url, settings.redis_url, settings.celery.broker_url):
+        password = urlsplit(url).password if url else None
+        if password:
+            register_secret(password)

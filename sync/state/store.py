@@ -1,0 +1,629 @@
+"""Repository functions over the state tables: the only module that writes them.
+
+Everything the engine, tasks and web app need from the state store goes through
+``StateStore``; each method is one short transaction, so a crash between two calls
+leaves the store consistent (the intent log makes the rest recoverable).
+
+Field values are stored as JSON. Decimals are tagged (``"\\x1fd:1.5"``) so that a
+loaded base compares equal to freshly normalized ERP data; the tag uses a control
+character that the mapping layer never lets through from the ERP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from sync.core.normalize import content_hash
+from sync.core.records import Base, QuarantineEntry
+from sync.errors import utcnow
+from sync.state.db import ensure_schema, get_engine
+from sync.state.models import (
+    AdoptedEdit,
+    BaseSnapshot,
+    Binding,
+    Cursor,
+    InboundEvent,
+    InboundRecord,
+    Intent,
+    Lease,
+    PlatformToken,
+    Quarantine,
+    Run,
+    RunItem,
+)
+
+_DEC = "\x1fd:"
+OPEN_INTENT_STATES = ("pending", "unknown")
+
+
+def encode_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _DEC + str(value)
+    if isinstance(value, dict):
+        return {k: encode_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return Decimal(value[len(_DEC) :]) if value.startswith(_DEC) else value
+    if isinstance(value, dict):
+        return {k: decode_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    return value
+
+
+class IntentClaimed(Exception):
+    """Another writer holds an open intent for this record (the per-record claim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    access_token: str
+    refresh_token: str
+    access_expires_at: dt.datetime
+    refresh_expires_at: dt.datetime
+
+    def __repr__(self) -> str:  # never print tokens
+        return f"TokenRow(access_expires_at={self.access_expires_at!r})"
+
+
+class StateStore:
+    """State store of one deployment (all tenants), on SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        if migrate:
+            ensure_schema(url)
+        self.engine: Engine = get_engine(url)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- bindings and bases -----------------------------------------------------
+
+    def load_bases(self, tenant: str, platform: str, entity: str) -> dict[str, Base]:
+        """Every bound record of one entity with its base snapshot, keyed by ERP key."""
+        stmt = (
+            select(Binding.erp_key, Binding.remote_id, BaseSnapshot.fields, BaseSnapshot.version)
+            .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)  # type: ignore[arg-type]
+            .where(Binding.tenant == tenant, Binding.platform == platform, Binding.entity == entity)
+        )
+        out: dict[str, Base] = {}
+        with self.engine.connect() as conn:
+            for erp_key, remote_id, fields, version in conn.execute(stmt):
+                data = decode_value(fields) if fields else {}
+                if isinstance(data, str):  # some drivers hand JSON back as text
+                    data = decode_value(json.loads(data))
+                children = data.pop("__children__", {}) if isinstance(data, dict) else {}
+                out[erp_key] = Base(erp_key, remote_id, data, children, version)
+        return out
+
+    def reverse_bindings(self, tenant: str, platform: str) -> dict[str, dict[str, str]]:
+        """entity → remote_id → erp_key, to translate remote references into ERP keys."""
+        stmt = select(Binding.entity, Binding.remote_id, Binding.erp_key).where(
+            Binding.tenant == tenant, Binding.platform == platform
+        )
+        out: dict[str, dict[str, str]] = {}
+        with self.engine.connect() as conn:
+            for entity, remote_id, erp_key in conn.execute(stmt):
+                out.setdefault(entity, {})[remote_id] = erp_key
+        return out
+
+    def bindings(self, tenant: str, platform: str, entity: str) -> dict[str, str]:
+        """erp_key → remote_id for one entity."""
+        stmt = select(Binding.erp_key, Binding.remote_id).where(
+            Binding.tenant == tenant, Binding.platform == platform, Binding.entity == entity
+        )
+        with self.engine.connect() as conn:
+            return {k: r for k, r in conn.execute(stmt)}
+
+    def binding(self, tenant: str, platform: str, entity: str, erp_key: str) -> Base | None:
+        with self.session() as s:
+            row = s.exec(  # type: ignore[call-overload]
+                select(Binding, BaseSnapshot)
+                .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)  # type: ignore[arg-type]
+                .where(
+                    Binding.tenant == tenant,
+                    Binding.platform == platform,
+                    Binding.entity == entity,
+                    Binding.erp_key == erp_key,
+                )
+            ).first()
+            if row is None:
+                return None
+            binding, base = row
+            data = decode_value(base.fields) if base else {}
+            children = data.pop("__children__", {})
+            return Base(binding.erp_key, binding.remote_id, data, children, base.version if base else None)
+
+    def save_base(
+        self,
+        tenant: str,
+        platform: str,
+        entity: str,
+        erp_key: str,
+        remote_id: str,
+        fields: Mapping[str, Any],
+        *,
+        children: Mapping[str, Any] | None = None,
+        version: str | None = None,
+        erp_hash: str = "",
+        session: Session | None = None,
+    ) -> None:
+        """Bind (or re-bind) a record and store the agreed field values (echo suppression)."""
+        own = session is None
+        s = session or self.session()
+        try:
+            binding = s.exec(  # type: ignore[call-overload]
+                select(Binding).where(
+                    Binding.tenant == tenant,
+                    Binding.platform == platform,
+                    Binding.entity == entity,
+                    Binding.erp_key == erp_key,
+                )
+            ).scalar_one_or_none()
+            if binding is None:
+                # A remote id bound to another ERP key means the ERP re-keyed the row: move it.
+                s.execute(
+                    delete(Binding).where(
+                        Binding.tenant == tenant,  # type: ignore[arg-type]
+                        Binding.platform == platform,  # type: ignore[arg-type]
+                        Binding.entity == entity,  # type: ignore[arg-type]
+                        Binding.remote_id == remote_id,  # type: ignore[arg-type]
+                    )
+                )
+                binding = Binding(tenant=tenant, platform=platform, entity=entity, erp_key=erp_key,
+                                  remote_id=remote_id)
+                s.add(binding)
+                s.flush()
+            elif binding.remote_id != remote_id:
+                binding.remote_id = remote_id
+                s.add(binding)
+                s.flush()
+            data = dict(fields)
+            if children:
+                data["__children__"] = dict(children)
+            encoded = encode_value(data)
+            snap = s.get(BaseSnapshot, binding.id)
+            if snap is None:
+                snap = BaseSnapshot(binding_id=binding.id, fields=encoded, fields_hash=content_hash(encoded),
+                                    erp_hash=erp_hash, version=version)
+            else:
+                snap.fields = encoded
+                snap.fields_hash = content_hash(encoded)
+                snap.erp_hash = erp_hash or snap.erp_hash
+                snap.version = version
+                snap.synced_at = utcnow()
+            s.add(snap)
+            if own:
+                s.commit()
+        finally:
+            if own:
+                s.close()
+
+    def unbind(self, tenant: str, platform: str, entity: str, erp_key: str) -> None:
+        with self.session() as s:
+            s.execute(
+                delete(Binding).where(
+                    Binding.tenant == tenant,  # type: ignore[arg-type]
+                    Binding.platform == platform,  # type: ignore[arg-type]
+                    Binding.entity == entity,  # type: ignore[arg-type]
+                    Binding.erp_key == erp_key,  # type: ignore[arg-type]
+                )
+            )
+            s.commit()
+
+    def count_bindings(self, tenant: str) -> dict[tuple[str, str], int]:
+        stmt = (
+            select(Binding.platform, Binding.entity, func.count())
+            .where(Binding.tenant == tenant)
+            .group_by(Binding.platform, Binding.entity)
+        )
+        with self.engine.connect() as conn:
+            return {(p, e): n for p, e, n in conn.execute(stmt)}
+
+    # --- intents (write-ahead log for creates) -----------------------------------
+
+    def open_intent(
+        self,
+        tenant: str,
+        platform: str,
+        entity: str,
+        erp_key: str,
+        natural_key: Mapping[str, Any],
+        payload: Any,
+        *,
+        run_id: int | None = None,
+    ) -> int:
+        """Commit a pending intent before a create; raises IntentClaimed if one is open."""
+        intent = Intent(tenant=tenant, platform=platform, entity=entity, erp_key=erp_key,
+                        natural_key=encode_value(dict(natural_key)), payload_hash=content_hash(encode_value(payload)),
+                        run_id=run_id)
+        with self.session() as s:
+            s.add(intent)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                raise IntentClaimed(f"{platform}/{entity} {erp_key!r} has an open intent") from None
+            assert intent.id is not None
+            return intent.id
+
+    def open_intents_bulk(self, tenant: str, rows: Iterable[tuple[str, str, str, Mapping[str, Any], Any]],
+                          *, run_id: int | None = None) -> dict[tuple[str, str, str], int]:
+        """Open many intents in one transaction (a SmartKasa batch); claimed ones are left out."""
+        out: dict[tuple[str, str, str], int] = {}
+        for platform, entity, erp_key, natural_key, payload in rows:
+            try:
+                out[(platform, entity, erp_key)] = self.open_intent(
+                    tenant, platform, entity, erp_key, natural_key, payload, run_id=run_id)
+            except IntentClaimed:
+                continue
+        return out
+
+    def set_intent(self, intent_id: int, state: str, *, remote_id: str | None = None,
+                   error: str | None = None) -> None:
+        with self.session() as s:
+            values: dict[str, Any] = {"state": state, "updated_at": utcnow(), "attempts": Intent.attempts + 1}
+            if remote_id is not None:
+                values["remote_id"] = remote_id
+            if error is not None:
+                values["error"] = error[:2000]
+            s.execute(update(Intent).where(Intent.id == intent_id).values(**values))  # type: ignore[arg-type]
+            s.commit()
+
+    def open_intents(self, tenant: str, platform: str | None = None) -> list[Intent]:
+        with self.session() as s:
+            stmt = select(Intent).where(Intent.tenant == tenant,
+                                        Intent.state.in_(OPEN_INTENT_STATES))  # type: ignore[attr-defined]
+            if platform:
+                stmt = stmt.where(Intent.platform == platform)
+            rows = list(s.exec(stmt.order_by(Intent.id)).scalars())  # type: ignore[call-overload]
+            for row in rows:
+                row.natural_key = decode_value(row.natural_key)
+            return rows
+
+    def intent_counts(self, tenant: str) -> dict[str, int]:
+        stmt = select(Intent.state, func.count()).where(Intent.tenant == tenant).group_by(Intent.state)
+        with self.engine.connect() as conn:
+            return {state: n for state, n in conn.execute(stmt)}
+
+    # --- quarantine --------------------------------------------------------------
+
+    def quarantine(self, tenant: str, entries: Iterable[QuarantineEntry]) -> int:
+        """Upsert quarantine rows (one per record and stage; the latest reason wins)."""
+        n = 0
+        with self.session() as s:
+            for e in entries:
+                row = s.exec(  # type: ignore[call-overload]
+                    select(Quarantine).where(
+                        Quarantine.tenant == tenant,
+                        Quarantine.platform == e.platform,
+                        Quarantine.entity == e.entity,
+                        Quarantine.erp_key == e.erp_key,
+                        Quarantine.stage == e.stage,
+                    )
+                ).scalar_one_or_none()
+                if row is None:
+                    row = Quarantine(tenant=tenant, platform=e.platform, entity=e.entity, erp_key=e.erp_key,
+                                     stage=e.stage, field=e.field, rule=e.rule, message=e.message,
+                                     value=e.value, erp_hash=e.erp_hash, request_id=e.request_id)
+                else:
+                    row.field, row.rule, row.message, row.value = e.field, e.rule, e.message, e.value
+                    row.erp_hash, row.request_id, row.updated_at = e.erp_hash, e.request_id, utcnow()
+                s.add(row)
+                n += 1
+            s.commit()
+        return n
+
+    def replace_validation_quarantine(self, tenant: str, platform: str, entity: str,
+                                      entries: Iterable[QuarantineEntry]) -> tuple[int, int]:
+        """Make the ``validate`` quarantine of one entity exactly ``entries``.
+
+        Rows fixed in the ERP leave quarantine by themselves (they are simply not in the
+        new list). Returns (quarantined, released).
+        """
+        entries = list(entries)
+        keep = {e.erp_key for e in entries}
+        with self.session() as s:
+            current = {
+                q.erp_key: q
+                for q in s.exec(  # type: ignore[call-overload]
+                    select(Quarantine).where(Quarantine.tenant == tenant, Quarantine.platform == platform,
+                                             Quarantine.entity == entity, Quarantine.stage == "validate")
+                ).scalars()
+            }
+            released = [q for k, q in current.items() if k not in keep]
+            for q in released:
+                s.delete(q)
+            for e in entries:
+                row = current.get(e.erp_key)
+                if row is None:
+                    row = Quarantine(tenant=tenant, platform=platform, entity=entity, erp_key=e.erp_key,
+                                     stage="validate", field=e.field, rule=e.rule, message=e.message,
+                                     value=e.value, erp_hash=e.erp_hash)
+                elif (row.rule, row.field, row.message, row.erp_hash) != (e.rule, e.field, e.message, e.erp_hash):
+                    row.field, row.rule, row.message, row.value = e.field, e.rule, e.message, e.value
+                    row.erp_hash, row.updated_at = e.erp_hash, utcnow()
+                else:
+                    continue
+                s.add(row)
+            s.commit()
+        return len(entries), len(released)
+
+    def quarantined(self, tenant: str, platform: str | None = None, entity: str | None = None,
+                    stage: str | None = None) -> list[Quarantine]:
+        with self.session() as s:
+            stmt = select(Quarantine).where(Quarantine.tenant == tenant)
+            if platform:
+                stmt = stmt.where(Quarantine.platform == platform)
+            if entity:
+                stmt = stmt.where(Quarantine.entity == entity)
+            if stage:
+                stmt = stmt.where(Quarantine.stage == stage)
+            return list(s.exec(stmt.order_by(Quarantine.platform, Quarantine.entity,  # type: ignore[call-overload]
+                                             Quarantine.erp_key)).scalars())
+
+    def release(self, tenant: str, platform: str, entity: str, erp_key: str, stage: str | None = None) -> int:
+        with self.session() as s:
+            stmt = delete(Quarantine).where(
+                Quarantine.tenant == tenant,  # type: ignore[arg-type]
+                Quarantine.platform == platform,  # type: ignore[arg-type]
+                Quarantine.entity == entity,  # type: ignore[arg-type]
+                Quarantine.erp_key == erp_key,  # type: ignore[arg-type]
+            )
+            if stage:
+                stmt = stmt.where(Quarantine.stage == stage)  # type: ignore[arg-type]
+            n = s.execute(stmt).rowcount
+            s.commit()
+            return int(n or 0)
+
+    # --- runs --------------------------------------------------------------------
+
+    def start_run(self, tenant: str, kind: str, mode: str = "full", plan_hash: str | None = None) -> int:
+        with self.session() as s:
+            run = Run(tenant=tenant, kind=kind, mode=mode, plan_hash=plan_hash)
+            s.add(run)
+            s.commit()
+            assert run.id is not None
+            return run.id
+
+    def finish_run(self, run_id: int, *, status: str, counts: Mapping[str, Any], requests: Mapping[str, Any],
+                   error: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(  # type: ignore[arg-type]
+                status=status, counts=dict(counts), requests=dict(requests), error=error, finished_at=utcnow()))
+            s.commit()
+
+    def add_run_items(self, items: Iterable[RunItem]) -> None:
+        with self.session() as s:
+            s.add_all(list(items))
+            s.commit()
+
+    def runs(self, tenant: str | None = None, limit: int = 10) -> list[Run]:
+        with self.session() as s:
+            stmt = select(Run)
+            if tenant:
+                stmt = stmt.where(Run.tenant == tenant)
+            return list(s.exec(stmt.order_by(Run.id.desc()).limit(limit)).scalars())  # type: ignore[call-overload,union-attr]
+
+    def run(self, run_id: int) -> tuple[Run | None, list[RunItem]]:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            items = list(s.exec(select(RunItem).where(RunItem.run_id == run_id)).scalars())  # type: ignore[call-overload]
+            return run, items
+
+    def last_item(self, tenant: str, platform: str, entity: str, erp_key: str) -> RunItem | None:
+        with self.session() as s:
+            stmt = (
+                select(RunItem)
+                .join(Run, Run.id == RunItem.run_id)  # type: ignore[arg-type]
+                .where(Run.tenant == tenant, RunItem.platform == platform, RunItem.entity == entity,
+                       RunItem.erp_key == erp_key)
+                .order_by(RunItem.id.desc())  # type: ignore[union-attr]
+                .limit(1)
+            )
+            return s.exec(stmt).scalars().first()  # type: ignore[call-overload,no-any-return]
+
+    # --- cursors -----------------------------------------------------------------
+
+    def get_cursor(self, tenant: str, platform: str, stream: str) -> str | None:
+        with self.session() as s:
+            row = s.get(Cursor, (tenant, platform, stream))
+            return row.value if row else None
+
+    def set_cursor(self, tenant: str, platform: str, stream: str, value: str, *,
+                   session: Session | None = None) -> None:
+        own = session is None
+        s = session or self.session()
+        try:
+            row = s.get(Cursor, (tenant, platform, stream))
+            if row is None:
+                row = Cursor(tenant=tenant, platform=platform, stream=stream, value=value)
+            else:
+                row.value, row.updated_at = value, utcnow()
+            s.add(row)
+            if own:
+                s.commit()
+        finally:
+            if own:
+                s.close()
+
+    # --- inbound -----------------------------------------------------------------
+
+    def inbox_add(self, tenant: str, platform: str, event_id: str, type_: str, payload: Mapping[str, Any]) -> bool:
+        """Insert one inbound event; False when it was already there (a duplicate delivery)."""
+        with self.session() as s:
+            s.add(InboundEvent(tenant=tenant, platform=platform, event_id=event_id, type=type_,
+                               payload=dict(payload)))
+            try:
+                s.commit()
+                return True
+            except IntegrityError:
+                s.rollback()
+                return False
+
+    def inbox_pending(self, tenant: str | None = None, *, older_than: dt.datetime | None = None,
+                      limit: int = 500) -> list[InboundEvent]:
+        with self.session() as s:
+            stmt = select(InboundEvent).where(InboundEvent.status.in_(("pending", "waiting")))  # type: ignore[attr-defined]
+            if tenant:
+                stmt = stmt.where(InboundEvent.tenant == tenant)
+            if older_than:
+                stmt = stmt.where(InboundEvent.received_at < older_than)
+            return list(s.exec(stmt.order_by(InboundEvent.id).limit(limit)).scalars())  # type: ignore[call-overload]
+
+    def inbox_mark(self, event_ids: Iterable[int], status: str, error: str | None = None) -> None:
+        ids = list(event_ids)
+        if not ids:
+            return
+        with self.session() as s:
+            s.execute(update(InboundEvent).where(InboundEvent.id.in_(ids)).values(  # type: ignore[union-attr]
+                status=status, error=error, processed_at=utcnow() if status == "done" else None,
+                attempts=InboundEvent.attempts + 1))
+            s.commit()
+
+    def inbound_seen(self, tenant: str, platform: str, stream: str, remote_ids: Iterable[str]) -> set[str]:
+        ids = list(remote_ids)
+        if not ids:
+            return set()
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                stmt = select(InboundRecord.remote_id).where(
+                    InboundRecord.tenant == tenant, InboundRecord.platform == platform,
+                    InboundRecord.stream == stream, InboundRecord.remote_id.in_(chunk))  # type: ignore[attr-defined]
+                out.update(r for (r,) in conn.execute(stmt))
+        return out
+
+    def mark_inbound(self, session: Session, tenant: str, platform: str, stream: str,
+                     records: Iterable[tuple[str, str]]) -> None:
+        """Record delivered inbound records (remote_id, content hash) inside the sink's transaction."""
+        for remote_id, chash in records:
+            session.add(InboundRecord(tenant=tenant, platform=platform, stream=stream, remote_id=remote_id,
+                                      content_hash=chash))
+
+    # --- adopted edits -----------------------------------------------------------
+
+    def add_adopted_edits(self, edits: Iterable[AdoptedEdit]) -> None:
+        with self.session() as s:
+            s.add_all(list(edits))
+            s.commit()
+
+    def adopted_edits(self, tenant: str, *, unconsumed: bool = True) -> list[AdoptedEdit]:
+        with self.session() as s:
+            stmt = select(AdoptedEdit).where(AdoptedEdit.tenant == tenant)
+            if unconsumed:
+                stmt = stmt.where(AdoptedEdit.consumed_at.is_(None))  # type: ignore[union-attr]
+            return list(s.exec(stmt.order_by(AdoptedEdit.id)).scalars())  # type: ignore[call-overload]
+
+    # --- platform tokens -----------------------------------------------------------
+
+    def load_token(self, tenant: str, platform: str) -> TokenRow | None:
+        with self.session() as s:
+            row = s.get(PlatformToken, (tenant, platform))
+            if row is None:
+                return None
+            return TokenRow(row.access_token, row.refresh_token, row.access_expires_at, row.refresh_expires_at)
+
+    def save_token(self, tenant: str, platform: str, token: TokenRow) -> None:
+        with self.session() as s:
+            row = s.get(PlatformToken, (tenant, platform))
+            if row is None:
+                row = PlatformToken(tenant=tenant, platform=platform, access_token=token.access_token,
+                                    refresh_token=token.refresh_token, access_expires_at=token.access_expires_at,
+                                    refresh_expires_at=token.refresh_expires_at)
+            else:
+                row.access_token, row.refresh_token = token.access_token, token.refresh_token
+                row.access_expires_at, row.refresh_expires_at = token.access_expires_at, token.refresh_expires_at
+                row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+
+    # --- leases (one reconcile per tenant) -------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> int | None:
+        """Take or renew the lease; returns the fencing token, or None when held by another.
+
+        The fencing token increases on every change of holder, so a holder that lost the
+        lease (paused past its TTL) is detected by ``check_fence`` before it writes.
+        """
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=ttl_seconds)
+        with self.session() as s:
+            row = s.get(Lease, name, with_for_update=True)
+            if row is None:
+                row = Lease(name=name, holder=holder, fencing_token=1, expires_at=expires)
+                s.add(row)
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+                    return None
+                return 1
+            if row.holder != holder and row.expires_at > now:
+                return None
+            if row.holder != holder:
+                row.fencing_token += 1
+                row.holder = holder
+            row.expires_at = expires
+            token = row.fencing_token
+            s.add(row)
+            s.commit()
+            return token
+
+    def check_fence(self, name: str, holder: str, token: int) -> bool:
+        with self.session() as s:
+            row = s.get(Lease, name)
+            return bool(row and row.holder == holder and row.fencing_token == token and row.expires_at > utcnow())
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.session() as s:
+            s.execute(update(Lease).where(and_(Lease.name == name, Lease.holder == holder)).values(  # type: ignore[arg-type]
+                expires_at=utcnow() - dt.timedelta(seconds=1)))
+            s.commit()
+
+    # --- maintenance ---------------------------------------------------------------
+
+    def purge_tenant(self, tenant: str) -> None:
+        """Forget everything about a tenant (tests, decommissioning)."""
+        with self.session() as s:
+            ids = select(Binding.id).where(Binding.tenant == tenant)
+            s.execute(delete(BaseSnapshot).where(BaseSnapshot.binding_id.in_(ids)))  # type: ignore[attr-defined]
+            for model in (Binding, Intent, Quarantine, InboundEvent, InboundRecord, AdoptedEdit, PlatformToken):
+                s.execute(delete(model).where(model.tenant == tenant))  # type: ignore[attr-defined]
+            run_ids = select(Run.id).where(Run.tenant == tenant)
+            s.execute(delete(RunItem).where(RunItem.run_id.in_(run_ids)))  # type: ignore[attr-defined]
+            s.execute(delete(Run).where(Run.tenant == tenant))  # type: ignore[arg-type]
+            s.execute(delete(Cursor).where(Cursor.tenant == tenant))  # type: ignore[arg-type]
+            s.execute(delete(Lease).where(or_(Lease.name == f"reconcile:{tenant}",  # type: ignore[arg-type]
+                                              Lease.name.like(f"{tenant}:%"))))  # type: ignore[attr-defined]
+            s.commit()
+
+
+def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

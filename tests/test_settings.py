@@ -1,0 +1,107 @@
+"""Settings: YAML + env overrides, ${ENV} secrets, key-path errors, redaction."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sync.errors import ConfigError
+from sync.redact import RedactingFilter
+from sync.settings import load_settings
+
+GOOD = """
+state_url: sqlite:///state.db
+tenants:
+  acme:
+    erp: {kind: sql, url: "sqlite:///erp.db"}
+    mappings: [m.yaml]
+    smartepi:
+      base_url: https://api.smartepi.example/v1
+      api_key: ${EPI_KEY}
+    smartkasa:
+      base_url: http://127.0.0.1:9000
+      api_key: kasa-key-123456
+      phone: "380 97 123 45 67"
+      password: ${KASA_PASSWORD:-fallback-pass}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    (tmp_path / "m.yaml").write_text("{}\n")
+    return path
+
+
+def test_loads_yaml_with_env_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPI_KEY", "sk_live_supersecret")
+    settings = load_settings(write(tmp_path, GOOD))
+    acme = settings.tenants["acme"]
+    assert acme.smartepi is not None and acme.smartepi.api_key.get_secret_value() == "sk_live_supersecret"
+    assert acme.smartkasa is not None and acme.smartkasa.password.get_secret_value() == "fallback-pass"
+    assert acme.smartkasa.phone == "380971234567"
+    assert acme.smartkasa.auth_scheme == "bearer" and acme.smartkasa.body_style == "plain"
+    assert acme.mappings == [tmp_path / "m.yaml"]
+    text = repr(settings) + str(settings.model_dump())
+    assert "sk_live_supersecret" not in text and "fallback-pass" not in text
+
+
+def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPI_KEY", "k1-aaaa")
+    monkeypatch.setenv("ERPSYNC__STATE_URL", "sqlite:///other.db")
+    monkeypatch.setenv("ERPSYNC__TENANTS__ACME__SMARTEPI__API_KEY", "k2-bbbb")
+    monkeypatch.setenv("ERPSYNC__TENANTS__ACME__SMARTKASA__BATCH_SIZE", "50")
+    settings = load_settings(write(tmp_path, GOOD))
+    assert settings.state_url == "sqlite:///other.db"
+    acme = settings.tenants["acme"]
+    assert acme.smartepi is not None and acme.smartepi.api_key.get_secret_value() == "k2-bbbb"
+    assert acme.smartkasa is not None and acme.smartkasa.batch_size == 50
+    assert acme.smartkasa.api_key.get_secret_value() == "kasa-key-123456"  # untouched YAML value kept
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("https://api.smartepi.example/v1", "http://api.smartepi.example/v1"),
+         "tenants.acme.smartepi.base_url: must be https"),
+        (("phone: \"380 97 123 45 67\"", "phone: \"12\""), "tenants.acme.smartkasa.phone: phone must have"),
+        (("api_key: kasa-key-123456", "api_kee: kasa-key-123456"), "tenants.acme.smartkasa.api_kee: Extra inputs"),
+        (("mappings: [m.yaml]", "mappings: []"), "tenants.acme.mappings: at least one mapping file"),
+        (("  acme:", "  Acme Corp:"), "tenant id 'Acme Corp' must be lowercase"),
+    ],
+)
+def test_bad_config_names_the_key_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       change: tuple[str, str], expected: str) -> None:
+    monkeypatch.setenv("EPI_KEY", "sk_live_supersecret")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD.replace(*change)))
+    assert expected in str(info.value)
+    assert "sk_live_supersecret" not in str(info.value)
+
+
+def test_missing_env_reference_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EPI_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"tenants.acme.smartepi.api_key: environment variable EPI_KEY"):
+        load_settings(write(tmp_path, GOOD))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tenants: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_settings(bad)
+
+
+def test_loaded_secrets_are_scrubbed_from_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("EPI_KEY", "sk_live_leakcheck")
+    load_settings(write(tmp_path, GOOD))
+    logger = logging.getLogger("erpsync.test")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO):
+        logger.info("calling with key %s", "sk_live_leakcheck")
+    assert "sk_live_leakcheck" not in caplog.text and "***" in caplog.text
