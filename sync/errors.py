@@ -145,9 +145,12 @@ class AmbiguousWrite(ClientError):
     kind = "ambiguous"
     default_hint = "resolve by natural-key lookup before any resend"
 
-    def __init__(self, message: str, *, cause: BaseException | None = None, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, cause: BaseException | None = None, request_id: str | None = None, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.cause = cause
+        self.request_id = request_id
 
 
 class StatusError(ClientError):

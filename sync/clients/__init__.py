@@ -1,0 +1,1 @@
+"""Platform clients: one shared request loop (``http``), one package per platform."""
