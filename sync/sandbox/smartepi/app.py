@@ -1,0 +1,296 @@
+"""The SmartEPI sandbox as a FastAPI app: ``create_app(config, faults)``.
+
+Layers, outermost first, as on the real platform: fault injection and quota (the
+gateway's throttling, per tenant), then the gateway's bearer-key check (401/403 in AWS
+shape, no request id), then the application (problem+json with ``X-Request-Id``).
+
+The ``/v1`` routes are plain Starlette routes taking the raw request: the handlers
+parse and validate JSON themselves, so a malformed body or a wrong type is always a
+400 problem (never FastAPI's default 422) and per-request overhead stays small.
+Admin routes live under ``/_admin`` (see ``admin.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from sync.sandbox.faults import ASGIApp, FaultConfig, FaultInjector, Message, Receive, Scope, Send
+from sync.sandbox.smartepi.config import SmartEPISandboxConfig, TenantConfig
+from sync.sandbox.smartepi.problems import (
+    ApiError,
+    bad_request,
+    gateway_parts,
+    method_not_allowed,
+    problem_response,
+    rate_limited_parts,
+    request_id,
+    server_error_parts,
+)
+from sync.sandbox.smartepi.schema import SPECS, EntitySpec
+from sync.sandbox.smartepi.store import Store, Tenant, dto
+from sync.sandbox.smartepi.webhooks import WebhookEmitter
+
+TENANT_SCOPE_KEY = "smartepi.tenant"
+_JSON = "application/json"
+
+
+@dataclass
+class Sandbox:
+    """Everything a test, the runner or the admin API may want to reach directly."""
+
+    config: SmartEPISandboxConfig
+    store: Store
+    emitter: WebhookEmitter
+    faults: FaultInjector
+
+    def add_tenant(self, tc: TenantConfig) -> Tenant:
+        tenant = Tenant(
+            id=tc.id or self.store.new_tenant_id(),
+            api_key=tc.api_key.get_secret_value(),
+            webhook_url=tc.webhook_url,
+            webhook_secret=tc.webhook_secret.get_secret_value() if tc.webhook_secret else None,
+            webhook_events=list(tc.webhook_events),
+            allowed_ips=tc.allowed_ips,
+            active_after=time.time() + self.config.key_activation_s,
+        )
+        return self.store.add_tenant(tenant)
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The key from ``Authorization: Bearer <key>``; "" if the header is malformed."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            return key.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+def _auth_middleware(store: Store) -> Callable[[ASGIApp], ASGIApp]:
+    """The gateway: 401 without a header, 403 for any key that is sent but not usable."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"].startswith("/v1"):
+                key = _bearer(scope)
+                tenant = store.tenant_for_key(key) if key else None
+                status = 401 if key is None else 0
+                if tenant is None:
+                    status = status or 403
+                elif tenant.active_after > time.time():
+                    status = 403
+                elif tenant.allowed_ips is not None:
+                    client = scope.get("client")
+                    if client is None or client[0] not in tenant.allowed_ips:
+                        status = 403
+                if status:
+                    code, headers, body = gateway_parts(status)
+                    headers = [*headers, (b"content-length", str(len(body)).encode())]
+                    await send({"type": "http.response.start", "status": code, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                scope[TENANT_SCOPE_KEY] = tenant
+            await app(scope, receive, send)
+
+        return gateway
+
+    return wrap
+
+
+class _Wrapped:
+    """Adapts a function ``app -> app`` to Starlette's ``add_middleware``."""
+
+    def __init__(self, app: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        self._app = wrap(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_dumps(payload), status, {"X-Request-Id": request_id(), **(headers or {})}, _JSON)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        raise bad_request("A JSON object body is required")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("Malformed JSON body") from None
+    if not isinstance(body, dict):
+        raise bad_request("The body must be a JSON object")
+    return body
+
+
+def _versions_from(request: Request, body_version: Any = None, *, in_body: bool) -> list[int]:
+    from sync.sandbox.smartepi.schema import parse_version
+
+    versions: list[int] = []
+    if_match = request.headers.get("if-match")
+    if if_match is not None:
+        versions.append(parse_version(if_match, "If-Match"))
+    if in_body:
+        if body_version is not None:
+            if isinstance(body_version, bool) or not isinstance(body_version, int):
+                raise bad_request("_version: must be an integer")
+            versions.append(body_version)
+    else:
+        raw = request.query_params.get("_version")
+        if raw is not None:
+            versions.append(parse_version(raw, "_version"))
+    return versions
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _routes(app: FastAPI, store: Store, spec: EntitySpec) -> None:
+    resource = spec.resource
+    base = f"/v1/{resource}"
+
+    def tenant_of(request: Request) -> Tenant:
+        tenant: Tenant = request.scope[TENANT_SCOPE_KEY]
+        return tenant
+
+    def single(
+        rec_spec: EntitySpec, tenant: Tenant, record_id: str, status: int = 200, **extra: str
+    ) -> Response:
+        rec = tenant.tables[rec_spec.resource].records[record_id]
+        return _reply({"data": dto(rec_spec, rec)}, status, {"ETag": rec.etag, **extra})
+
+    async def list_records(request: Request) -> Response:
+        tenant = tenant_of(request)
+        with store.lock:
+            page, cursor = store.list_page(tenant, resource, request.query_params.multi_items())
+            data = [dto(spec, rec) for rec in page]
+        return _reply({"data": data, "cursor": cursor})
+
+    async def create_record(request: Request) -> Response:
+        tenant = tenant_of(request)
+        body = await read_json_object(request)
+        rec = store.create(tenant, resource, body)
+        location = f"{str(request.base_url).rstrip('/')}{base}/{rec.id}"
+        return single(spec, tenant, rec.id, 201, Location=location)
+
+    async def get_record(request: Request) -> Response:
+        tenant = tenant_of(request)
+        rec = store.get(tenant, resource, request.path_params["id"])
+        return single(spec, tenant, rec.id)
+
+    async def update_record(request: Request) -> Response:
+        tenant = tenant_of(request)
+        record_id = request.path_params["id"]
+        store.get(tenant, resource, record_id)
+        body = await read_json_object(request)
+        versions = _versions_from(request, body.get("_version"), in_body=True)
+        rec = store.update(tenant, resource, record_id, body, versions)
+        return single(spec, tenant, rec.id)
+
+    async def delete_record(request: Request) -> Response:
+        tenant = tenant_of(request)
+        record_id = request.path_params["id"]
+        store.get(tenant, resource, record_id)
+        rec = store.delete(tenant, resource, record_id, _versions_from(request, in_body=False))
+        return _reply({"data": dto(spec, rec)}, 200, {"ETag": rec.etag})
+
+    async def not_allowed(request: Request) -> Response:
+        if spec.transaction and request.method == "GET":
+            raise method_not_allowed(f"/{resource} is list-only: there is no GET by id")
+        if spec.writable:
+            raise method_not_allowed(f"{request.method} is not supported here; updates use PUT")
+        raise method_not_allowed(f"/{resource} is read-only")
+
+    async def by_id(request: Request) -> Response:
+        handler = {"GET": get_record, "PUT": update_record, "DELETE": delete_record}.get(request.method)
+        if handler is None or (request.method != "GET" and not spec.writable):
+            return await not_allowed(request)
+        return await handler(request)
+
+    async def collection(request: Request) -> Response:
+        if request.method == "GET":
+            return await list_records(request)
+        if request.method == "POST" and spec.writable:
+            return await create_record(request)
+        return await not_allowed(request)
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    app.add_route(base, collection, methods=methods, include_in_schema=False)
+    item = not_allowed if spec.transaction else by_id
+    app.add_route(f"{base}/{{id}}", item, methods=methods, include_in_schema=False)
+
+
+def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig | None = None) -> FastAPI:
+    """A fresh sandbox; state, webhooks and faults live on ``app.state.sandbox``."""
+    from sync.sandbox.smartepi.admin import admin_router, loopback_guard
+
+    config = config or SmartEPISandboxConfig()
+    store = Store()
+
+    def account_of(scope: dict) -> str | None:
+        key = _bearer(scope)
+        tenant = store.tenant_for_key(key) if key else None
+        return tenant.id if tenant is not None else None
+
+    injector = FaultInjector(
+        "smartepi",
+        faults or FaultConfig(),
+        account_of=account_of,
+        rate_limited=rate_limited_parts,
+        server_error=server_error_parts,
+    )
+    sandbox = Sandbox(config, store, WebhookEmitter(config.webhooks), injector)
+    for tc in config.tenants:
+        sandbox.add_tenant(tc)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        sandbox.emitter.stop()
+
+    app = FastAPI(
+        title="SmartEPI sandbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.sandbox = sandbox
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> Response:
+        return problem_response(exc.status, exc.token, exc.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        token = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return problem_response(exc.status_code, token, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> Response:
+        status, headers, body = server_error_parts()
+        return Response(body, status, {k.decode(): v.decode() for k, v in headers})
+
+    for spec in SPECS.values():
+        _routes(app, store, spec)
+    app.include_router(admin_router(sandbox))
+    app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))
+    app.add_middleware(_Wrapped, wrap=_auth_middleware(store))
+    app.add_middleware(_Wrapped, wrap=injector.wrap)
+    return app
+
+
+__all__ = ["Message", "Sandbox", "SmartEPISandboxConfig", "TenantConfig", "create_app", "read_json_object"]

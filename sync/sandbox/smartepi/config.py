@@ -1,0 +1,29 @@
+"""Settings of the SmartEPI sandbox; keys and secrets are ``SecretStr`` so reprs redact them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from sync.sandbox.smartepi.webhooks import WebhookOptions
+
+
+class TenantConfig(BaseModel):
+    """A tenant as the console would create it; the key and secret are redacted in reprs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr
+    id: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_events: list[str] = ["*"]
+    allowed_ips: list[str] | None = None
+
+
+class SmartEPISandboxConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenants: list[TenantConfig] = []
+    webhooks: WebhookOptions = Field(default_factory=WebhookOptions)
+    key_activation_s: float = Field(0.0, ge=0)  # revision B: a new key is 403 for about a minute
+    admin_loopback_only: bool = True
