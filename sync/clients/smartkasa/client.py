@@ -1,0 +1,210 @@
+"""SmartKasa API client on the shared request loop (``sync.clients.http.RequestLoop``).
+
+The loop owns retries, the rate governor, counters and error plumbing; this class adds
+SmartKasa's two-layer auth (``X-API-KEY`` on every call plus a session token, see
+``auth``), its error shapes (``errors``), body style, pagination, and the resources::
+
+    async with SmartKasaClient(settings, transport=transport) as sk:
+        async for product in sk.products.list(): ...
+        ids = await sk.products.create_many([{"number": "482...", "title": "Tea", "price": Decimal("71.89")}])
+
+Auth details: login and refresh are sent without ``Authorization`` (a context flag keeps
+``auth_headers`` from asking the session for a token while it is being renewed, which
+would deadlock). Login is resent on transient failures (a second session is harmless);
+refresh is not (its token is single-use), a failed refresh falls back to login. A 403 is
+never "cured" by re-authenticating: it is a configuration error (contract §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from sync import errors as E
+from sync.clients.governor import Governor
+from sync.clients.http import RequestLoop, parse_body
+from sync.clients.retry import RetryPolicy
+from sync.clients.smartkasa import resources as R
+from sync.clients.smartkasa.auth import MemoryTokenStore, SessionManager, TokenSet, TokenStore
+from sync.clients.smartkasa.config import SmartKasaSettings
+from sync.clients.smartkasa.encoding import batch_body, record_body
+from sync.clients.smartkasa.errors import PLATFORM, map_status_error
+from sync.clients.smartkasa.pagination import iterate_pages
+from sync.redact import register_secret
+
+LOGIN_PATH = "/api/v1/auth/sessions"
+REFRESH_PATH = "/api/v1/auth/refresh"
+LOGOUT_PATH = "/api/v1/auth/sessions/logout"
+
+_session_call: contextvars.ContextVar[bool] = contextvars.ContextVar("sk_session_call", default=False)
+
+
+class SmartKasaClient(RequestLoop):
+    """One SmartKasa account (API key + user session)."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        settings: SmartKasaSettings,
+        *,
+        account: str = "default",
+        transport: httpx.AsyncBaseTransport | None = None,
+        governor: Governor | None = None,
+        retry: RetryPolicy | None = None,
+        token_store: TokenStore | None = None,
+        clock: Callable[[], dt.datetime] = E.utcnow,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(
+            settings.base_url,
+            account=account,
+            transport=transport,
+            governor=governor,
+            retry=retry,
+            timeout=settings.timeout,
+            max_connections=settings.max_connections,
+            sleep=sleep,
+            rng=rng,
+        )
+        self.settings = settings
+        for secret in (settings.api_key, settings.phone_number, settings.password):
+            register_secret(secret.get_secret_value())
+        self._clock = clock
+        self.session = SessionManager(
+            login=self.login,
+            refresh=self.refresh_tokens,
+            store=token_store if token_store is not None else MemoryTokenStore(),
+            margin=dt.timedelta(seconds=settings.refresh_margin_seconds),
+            clock=clock,
+        )
+        self.unit_types = R.UnitTypes(self)
+        self.shops = R.Shops(self)
+        self.subgroups = R.Subgroups(self)
+        self.categories = R.Categories(self)
+        self.products = R.Products(self)
+        self.cards = R.Cards(self)
+        self.shifts = R.Shifts(self)
+        self.receipts = R.Receipts(self)
+        self.z_reports = R.ZReports(self)
+        self.payment_transactions = R.PaymentTransactions(self)
+
+    # --- RequestLoop hooks ----------------------------------------------------------
+
+    async def auth_headers(self) -> dict[str, str]:
+        headers = {"X-API-KEY": self.settings.api_key.get_secret_value()}
+        if not _session_call.get():
+            token = await self.session.access_token()
+            headers["Authorization"] = f"Bearer {token}" if self.settings.auth_scheme == "bearer" else token
+        return headers
+
+    async def handle_unauthorized(self, response: httpx.Response) -> bool:
+        if response.status_code != 401 or _session_call.get():
+            return False
+        await self.session.renew_after_unauthorized()
+        return True
+
+    def map_error(self, method: str, url: str, response: httpx.Response) -> E.StatusError:
+        path = httpx.URL(url).path
+        return map_status_error(
+            response.status_code,
+            parse_body(response),
+            method=method,
+            url=url,
+            headers=response.headers,
+            request_id=response.headers.get(self.request_id_header),
+            batch_create=method == "POST" and path.rstrip("/").endswith("/batch"),
+        )
+
+    # --- session operations ---------------------------------------------------------
+
+    async def login(self) -> TokenSet:
+        """``POST /auth/sessions``; a rejection is a terminal :class:`AuthFailed`."""
+        creds = {
+            "phone_number": self.settings.phone_number.get_secret_value(),
+            "password": self.settings.password.get_secret_value(),
+        }
+        flag = _session_call.set(True)
+        try:
+            response = await self.request(
+                "POST",
+                LOGIN_PATH,
+                json=record_body("session", creds, self.settings.body_style),
+                idempotent=True,
+            )
+        except (E.Unauthorized, E.Forbidden, E.Unprocessable, E.BadRequest) as exc:
+            raise E.AuthFailed(
+                f"login rejected: {exc.message}",
+                status=exc.status,
+                request_id=exc.request_id,
+                body=exc.body,
+                code=exc.code,
+                platform=PLATFORM,
+                method="POST",
+                url=exc.url,
+            ) from None
+        finally:
+            _session_call.reset(flag)
+        return TokenSet.from_response(self._data(response.data), now=self._clock())
+
+    async def refresh_tokens(self, refresh_token: str) -> TokenSet:
+        """``POST /auth/refresh`` with ``X-Refresh-Token``; never resent (single-use token)."""
+        flag = _session_call.set(True)
+        try:
+            response = await self.request("POST", REFRESH_PATH, headers={"X-Refresh-Token": refresh_token})
+        finally:
+            _session_call.reset(flag)
+        return TokenSet.from_response(self._data(response.data), now=self._clock())
+
+    async def logout(self) -> None:
+        """``DELETE /auth/sessions/logout`` (ends the server session; the next call logs in again)."""
+        await self.request("DELETE", LOGOUT_PATH)
+
+    # --- helpers for resources --------------------------------------------------------
+
+    @staticmethod
+    def _data(body: Any) -> Any:
+        if not isinstance(body, dict) or "data" not in body:
+            raise E.ContractViolation("answer without the {data, meta} envelope", platform=PLATFORM)
+        return body["data"]
+
+    async def get_data(
+        self,
+        path: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """GET and unwrap ``data``."""
+        response = await self.request("GET", path, path_params=path_params, params=params)
+        return self._data(response.data)
+
+    async def send(
+        self, method: str, path: str, *, path_params: Mapping[str, str] | None = None, json: Any = None
+    ) -> Any:
+        """A write; unwraps ``data`` (``None`` when the answer has no body)."""
+        response = await self.request(method, path, path_params=path_params, json=json)
+        return None if response.data is None else self._data(response.data)
+
+    def iter_list(self, path: str, params: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every record of a list endpoint, fetched page by page as the caller iterates."""
+        base = {k: v for k, v in (params or {}).items() if v is not None}
+
+        async def fetch(page: int) -> Any:
+            query = {**base, "page": page, "per_page": self.settings.per_page}
+            return (await self.request("GET", path, params=query)).data
+
+        return iterate_pages(fetch)
+
+    def record_body(self, resource: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return record_body(resource, fields, self.settings.body_style)
+
+    def batch_body(self, collection: str, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return batch_body(collection, items, self.settings.body_style)

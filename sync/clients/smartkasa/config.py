@@ -1,0 +1,32 @@
+"""Settings of one SmartKasa account (a pydantic model the app settings can embed).
+
+Defaults follow the overview's form (contract §1, §2.1): ``bearer`` auth and ``plain``
+bodies; the Blueprint form is ``bare`` + ``wrapped``. Secrets are ``SecretStr`` so they
+never print; the client registers them for log scrubbing as well.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+AuthScheme = Literal["bearer", "bare"]
+
+
+class SmartKasaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = "https://core.smartkasa.ua"
+    api_key: SecretStr
+    phone_number: SecretStr
+    password: SecretStr
+    auth_scheme: AuthScheme = "bearer"
+    body_style: Literal["plain", "wrapped"] = "plain"
+    refresh_margin_seconds: float = Field(300.0, ge=0)
+    batch_size: int = Field(100, ge=1, le=1000)
+    verify_batch_order: bool = False  # read back every batch create, not only on a count mismatch
+    per_page: int = Field(100, ge=1, le=1000)
+    timeout: float = Field(30.0, gt=0)
+    max_connections: int = Field(8, ge=1)
+    read_back_concurrency: int = Field(8, ge=1)  # parallel GETs when verifying a batch

@@ -1,0 +1,453 @@
+"""SmartKasa resources: paths, models and the few operations with logic of their own.
+
+Choices where the contract is silent (see also the package's other docstrings):
+
+- Ids are opaque strings in and out (contract §1.1); integer-id fields are converted on
+  the wire (``encoding``). ``user_id``/``owner_id`` are never sent (§5.4: fixture wiring).
+- Products are updated with PATCH, everything else with PUT (§5.4); the path id is
+  authoritative, so no inner ``id`` is sent.
+- Lookups filter on the server *and* again on the client, because whether a filter is
+  exact, partial or honoured at all is not stated: ``products.find_by_number`` returns
+  every exact match (barcodes are not unique, §8); ``categories.find`` matches
+  ``(title, parent_id)`` case/space-insensitively, so it sends only ``parent_id`` to the
+  server (a server-side ``title`` filter may be exact and would hide ``"tea"`` vs ``"Tea"``).
+- ``cards.upsert`` lists the cards of ``(product, shop)`` and PUTs the first or POSTs a
+  new one; re-running it after an ``AmbiguousWrite`` is safe (it looks up first).
+- Batch creates are chunked (``batch_size``) and yield each chunk's ids mapped to its
+  inputs. The answer is trusted positionally unless its length differs from the chunk or
+  ``verify_batch_order`` is on; then the created records are matched to the inputs by
+  natural key (categories from the answer itself, which holds full objects; products by
+  reading each id back). A 422/413 raises :class:`BatchChunkRejected` (split and retry);
+  a lost or unreadable answer, or an input no created record matches, raises
+  :class:`BatchAmbiguous` (look each ``None`` up before any resend). POSTs are never
+  resent here; the shared loop decides what is safe.
+- ``z_reports.iterate`` sends the cashier filter under both spellings
+  (``termianl_user_id`` sic, and ``terminal_user_id``), since which one works is unknown.
+  Dates: ``date`` → ``YYYY-MM-DD``; aware ``datetime`` → ISO 8601 with milliseconds and
+  its offset (the platform's own format; callers' overlap windows absorb the sub-ms cut);
+  a naive ``datetime`` is refused (its zone would be a guess).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from sync import errors as E
+from sync.clients.smartkasa import models as M
+from sync.clients.smartkasa.batch import CATEGORY_KEYS, PRODUCT_KEYS, KeyFn, match_ids
+from sync.clients.smartkasa.errors import PLATFORM, BatchAmbiguous, BatchChunkRejected
+from sync.core.keys import fold
+
+if TYPE_CHECKING:
+    from sync.clients.smartkasa.client import SmartKasaClient
+
+log = logging.getLogger(__name__)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+_NEVER_SEND = frozenset({"user_id", "owner_id"})
+
+
+def _fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k not in _NEVER_SEND}
+
+
+def _id_of(data: Any) -> str:
+    if isinstance(data, dict) and data.get("id") is not None:
+        return str(data["id"])
+    raise E.ContractViolation("write answer without an id", platform=PLATFORM)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One created chunk: ``ids[i]`` was created for ``items[i]`` (= input ``offset + i``)."""
+
+    offset: int
+    items: list[Mapping[str, Any]]
+    ids: list[str]
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CardUpsert:
+    id: str
+    created: bool
+
+
+class _Resource(Generic[ModelT]):
+    path: str
+    model: type[ModelT]
+
+    def __init__(self, api: SmartKasaClient) -> None:
+        self._api = api
+
+    async def _iterate(self, params: Mapping[str, Any] | None = None) -> AsyncIterator[ModelT]:
+        async for record in self._api.iter_list(self.path, params):
+            yield self.model.model_validate(record)
+
+    async def _get(self, ident: str) -> ModelT:
+        data = await self._api.get_data(self.path + "/{id}", path_params={"id": str(ident)})
+        return self.model.model_validate(data)
+
+    async def _delete(self, ident: str) -> None:
+        await self._api.send("DELETE", self.path + "/{id}", path_params={"id": str(ident)})
+
+
+class UnitTypes(_Resource[M.UnitType]):
+    path = "/api/v1/inventory/unit_types"
+    model = M.UnitType
+
+    def iterate(self) -> AsyncIterator[M.UnitType]:
+        return self._iterate()
+
+
+class Shops(_Resource[M.Shop]):
+    path = "/api/v1/rsn/shops"
+    model = M.Shop
+
+    def iterate(self) -> AsyncIterator[M.Shop]:
+        return self._iterate()
+
+    async def get(self, shop_id: str) -> M.Shop:
+        return await self._get(shop_id)
+
+
+class Subgroups(_Resource[M.Subgroup]):
+    path = "/api/v1/inventory/product_subgroups"
+    model = M.Subgroup
+
+    def iterate(self, *, title: str | None = None) -> AsyncIterator[M.Subgroup]:
+        return self._iterate({"title": title})
+
+    async def create(self, fields: Mapping[str, Any]) -> M.Subgroup:
+        data = await self._api.send(
+            "POST", self.path, json=self._api.record_body("subgroup", _fields(fields))
+        )
+        return M.Subgroup.model_validate(data)
+
+    async def update(self, subgroup_id: str, fields: Mapping[str, Any]) -> M.Subgroup:
+        body = self._api.record_body("subgroup", _fields(fields))
+        data = await self._api.send(
+            "PUT", self.path + "/{id}", path_params={"id": str(subgroup_id)}, json=body
+        )
+        return M.Subgroup.model_validate(data)
+
+    async def delete(self, subgroup_id: str) -> None:
+        await self._delete(subgroup_id)
+
+
+class _BatchCreate(_Resource[ModelT]):
+    """Chunked batch create with id mapping (see module docstring)."""
+
+    collection: str  # batch collection key
+    keys: tuple[KeyFn, ...]
+
+    async def _read_back(self, ids: Sequence[str]) -> list[tuple[str, Mapping[str, Any]]]:
+        gate = asyncio.Semaphore(self._api.settings.read_back_concurrency)
+
+        async def one(ident: str) -> tuple[str, Mapping[str, Any]]:
+            async with gate:
+                try:
+                    data = await self._api.get_data(self.path + "/{id}", path_params={"id": ident})
+                except E.NotFound:
+                    return ident, {}
+                return ident, data if isinstance(data, dict) else {}
+
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+    async def _map_chunk(
+        self, chunk: list[Mapping[str, Any]], data: Any
+    ) -> tuple[list[str | None], list[str], bool]:
+        if not isinstance(data, list):
+            raise E.ContractViolation("batch answer is not a list", platform=PLATFORM)
+        created: list[tuple[str, Mapping[str, Any]]] = [
+            (str(e["id"]), e) for e in data if isinstance(e, dict) and e.get("id") is not None
+        ]
+        trusted = len(created) == len(data) == len(chunk)
+        if trusted and not self._api.settings.verify_batch_order:
+            return [i for i, _ in created], [], False
+        if any(self.keys[0](rec) is None for _, rec in created):
+            created = await self._read_back([i for i, _ in created])
+        ids, leftovers = match_ids(chunk, created, self.keys)
+        return ids, leftovers, True
+
+    async def iter_create_batches(self, items: Sequence[Mapping[str, Any]]) -> AsyncIterator[BatchResult]:
+        """Create ``items`` chunk by chunk, yielding each chunk's mapped ids as it lands."""
+        size = self._api.settings.batch_size
+        done: list[str] = []
+        url = self._api.base_url + self.path + "/batch"
+        for offset in range(0, len(items), size):
+            chunk: list[Mapping[str, Any]] = [_fields(item) for item in items[offset : offset + size]]
+            try:
+                data = await self._api.send(
+                    "POST", self.path + "/batch", json=self._api.batch_body(self.collection, chunk)
+                )
+            except E.BatchRejected as exc:
+                raise BatchChunkRejected(exc, chunk=chunk, offset=offset, done=list(done)) from None
+            except E.AmbiguousWrite as exc:
+                raise BatchAmbiguous(
+                    f"batch create of {len(chunk)} {self.collection} may have been applied",
+                    chunk=chunk,
+                    offset=offset,
+                    done=list(done),
+                    cause=exc,
+                    method="POST",
+                    url=url,
+                ) from None
+            except E.ContractViolation as exc:  # 2xx without the envelope: created, ids unknown
+                raise BatchAmbiguous(
+                    f"batch create answered without ids: {exc.message}",
+                    chunk=chunk,
+                    offset=offset,
+                    done=list(done),
+                    cause=exc,
+                    method="POST",
+                    url=url,
+                ) from None
+            try:
+                ids, leftovers, verified = await self._map_chunk(chunk, data)
+            except E.ClientError as exc:
+                raise BatchAmbiguous(
+                    f"batch of {len(chunk)} {self.collection} created but its ids could not be mapped: {exc}",
+                    chunk=chunk,
+                    offset=offset,
+                    done=list(done),
+                    cause=exc,
+                    method="POST",
+                    url=url,
+                ) from None
+            if leftovers:
+                log.warning(
+                    "smartkasa batch created %d %s matching no input", len(leftovers), self.collection
+                )
+            if any(i is None for i in ids):
+                error = BatchAmbiguous(
+                    f"{sum(i is None for i in ids)} of {len(chunk)} {self.collection} have no confirmed id",
+                    chunk=chunk,
+                    offset=offset,
+                    done=list(done),
+                    ids=ids,
+                    unmatched_ids=leftovers,
+                    method="POST",
+                    url=url,
+                )
+                raise error
+            confirmed = [i for i in ids if i is not None]
+            done.extend(confirmed)
+            yield BatchResult(offset=offset, items=chunk, ids=confirmed, verified=verified)
+
+    async def create_many(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Ids of the created records, in input order (errors carry ``done`` for earlier chunks)."""
+        out: list[str] = []
+        async for result in self.iter_create_batches(items):
+            out.extend(result.ids)
+        return out
+
+    async def delete_many(self, ids: Sequence[str]) -> None:
+        body = (
+            {"batch": {"ids": [str(i) for i in ids]}}
+            if self._api.settings.body_style == "wrapped"
+            else {"ids": [str(i) for i in ids]}
+        )
+        await self._api.send("DELETE", self.path + "/batch", json=body)
+
+
+class Categories(_BatchCreate[M.Category]):
+    path = "/api/v1/inventory/categories"
+    model = M.Category
+    collection = "categories"
+    keys = CATEGORY_KEYS
+
+    def iterate(self, *, title: str | None = None, parent_id: str | None = None) -> AsyncIterator[M.Category]:
+        return self._iterate({"title": title, "parent_id": parent_id})
+
+    async def find(self, title: str, parent_id: str | None = None) -> list[M.Category]:
+        """Categories titled ``title`` (case/space-insensitive) directly under ``parent_id``."""
+        want = fold(title)
+        parent = None if parent_id in (None, "") else str(parent_id)
+        return [
+            c async for c in self.iterate(parent_id=parent) if fold(c.title) == want and c.parent_id == parent
+        ]
+
+    async def create(self, fields: Mapping[str, Any]) -> M.Category:
+        data = await self._api.send(
+            "POST", self.path, json=self._api.record_body("category", _fields(fields))
+        )
+        return M.Category.model_validate(data)
+
+    async def update(self, category_id: str, fields: Mapping[str, Any]) -> M.Category:
+        body = self._api.record_body("category", _fields(fields))
+        data = await self._api.send(
+            "PUT", self.path + "/{id}", path_params={"id": str(category_id)}, json=body
+        )
+        return M.Category.model_validate(data)
+
+    async def delete(self, category_id: str) -> None:
+        await self._delete(category_id)
+
+
+class Products(_BatchCreate[M.Product]):
+    path = "/api/v1/inventory/products"
+    model = M.Product
+    collection = "products"
+    keys = PRODUCT_KEYS
+
+    def iterate(
+        self,
+        *,
+        q: str | None = None,
+        number: str | None = None,
+        category_id: str | None = None,
+        subgroup_id: str | None = None,
+        shop_id: str | None = None,
+    ) -> AsyncIterator[M.Product]:
+        params = {
+            "q": q,
+            "number": number,
+            "category_id": category_id,
+            "subgroup_id": subgroup_id,
+            "shop_id": shop_id,
+        }
+        return self._iterate(params)
+
+    async def get(self, product_id: str) -> M.Product:
+        return await self._get(product_id)
+
+    async def find_by_number(self, number: str) -> list[M.Product]:
+        """Every product whose barcode is exactly ``number`` (trimmed); several are possible."""
+        want = number.strip()
+        return [p async for p in self.iterate(number=want) if (p.number or "").strip() == want]
+
+    async def create(self, fields: Mapping[str, Any]) -> str:
+        data = await self._api.send("POST", self.path, json=self._api.record_body("product", _fields(fields)))
+        return _id_of(data)
+
+    async def update(self, product_id: str, fields: Mapping[str, Any]) -> str:
+        body = self._api.record_body("product", _fields(fields))
+        data = await self._api.send(
+            "PATCH", self.path + "/{id}", path_params={"id": str(product_id)}, json=body
+        )
+        return _id_of(data) if data is not None else str(product_id)
+
+    async def delete(self, product_id: str) -> None:
+        await self._delete(product_id)
+
+
+class Cards(_Resource[M.Card]):
+    path = "/api/v1/inventory/cards"
+    model = M.Card
+
+    def iterate(self, *, product_id: str | None = None, shop_id: str | None = None) -> AsyncIterator[M.Card]:
+        return self._iterate({"product_id": product_id, "shop_id": shop_id})
+
+    async def get(self, card_id: str) -> M.Card:
+        return await self._get(card_id)
+
+    async def create(self, fields: Mapping[str, Any]) -> str:
+        data = await self._api.send("POST", self.path, json=self._api.record_body("card", _fields(fields)))
+        return _id_of(data)
+
+    async def update(self, card_id: str, fields: Mapping[str, Any]) -> str:
+        body = self._api.record_body("card", _fields(fields))
+        data = await self._api.send("PUT", self.path + "/{id}", path_params={"id": str(card_id)}, json=body)
+        return _id_of(data) if data is not None else str(card_id)
+
+    async def delete(self, card_id: str) -> None:
+        await self._delete(card_id)
+
+    async def upsert(
+        self, product_id: str, shop_id: str, *, count: Decimal | int, counting_enabled: bool | None = None
+    ) -> CardUpsert:
+        """Set the absolute stock ``count`` of ``(product, shop)``: PUT the card, or POST one."""
+        fields: dict[str, Any] = {"product_id": str(product_id), "shop_id": str(shop_id), "count": count}
+        if counting_enabled is not None:
+            fields["counting_enabled"] = counting_enabled
+        existing = [
+            c
+            async for c in self.iterate(product_id=str(product_id), shop_id=str(shop_id))
+            if c.product_id == str(product_id) and c.shop_id == str(shop_id)
+        ]
+        if existing:
+            if len(existing) > 1:
+                log.warning(
+                    "smartkasa has %d cards for one (product, shop); updating the first", len(existing)
+                )
+            return CardUpsert(await self.update(existing[0].id, fields), created=False)
+        return CardUpsert(await self.create(fields), created=True)
+
+
+class Shifts(_Resource[M.Shift]):
+    path = "/api/v1/pos/shifts"
+    model = M.Shift
+
+    def iterate(self, **filters: Any) -> AsyncIterator[M.Shift]:
+        return self._iterate(filters)
+
+    async def get(self, shift_id: str) -> M.Shift:
+        return await self._get(shift_id)
+
+
+class Receipts(_Resource[M.Receipt]):
+    """The list embeds ``payment_transactions``; a single GET does not (contract §6.2)."""
+
+    path = "/api/v1/pos/receipts"
+    model = M.Receipt
+
+    def iterate(
+        self, *, shift_id: str | None = None, shop_id: str | None = None, **filters: Any
+    ) -> AsyncIterator[M.Receipt]:
+        return self._iterate({"shift_id": shift_id, "shop_id": shop_id, **filters})
+
+    async def get(self, receipt_id: str) -> M.Receipt:
+        return await self._get(receipt_id)
+
+
+def _date_param(value: dt.date | dt.datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("z-report date filters need an aware datetime (or a date)")
+        return value.isoformat(timespec="milliseconds")
+    return value.isoformat()
+
+
+class ZReports(_Resource[M.ZReport]):
+    path = "/api/v1/reports/z-reports"
+    model = M.ZReport
+
+    def iterate(
+        self,
+        *,
+        date_start: dt.date | dt.datetime | str | None = None,
+        date_end: dt.date | dt.datetime | str | None = None,
+        shop_id: str | None = None,
+        terminal_id: str | None = None,
+        terminal_user_id: str | None = None,
+    ) -> AsyncIterator[M.ZReport]:
+        params = {
+            "date_start": _date_param(date_start),
+            "date_end": _date_param(date_end),
+            "shop_id": shop_id,
+            "terminal_id": terminal_id,
+            "termianl_user_id": terminal_user_id,
+            "terminal_user_id": terminal_user_id,
+        }
+        return self._iterate(params)
+
+
+class PaymentTransactions(_Resource[M.PaymentTransaction]):
+    """No list endpoint: transaction ids come from the receipt list."""
+
+    path = "/api/v1/pos/payment_transactions"
+    model = M.PaymentTransaction
+
+    async def get(self, transaction_id: str) -> M.PaymentTransaction:
+        return await self._get(transaction_id)
