@@ -1,0 +1,53 @@
+"""Settings of the SmartKasa sandbox: every behaviour the contract leaves open is a knob here.
+
+Defaults follow smartkasa.md §9 (lenient: both body styles, both auth forms). Tests tighten them
+to check that a client copes with a stricter or odder server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class TenantSpec(BaseModel):
+    """One SmartKasa account: an API key plus the phone/password that log in with it."""
+
+    api_key: str = Field(repr=False)  # secrets, even in a sandbox: kept out of reprs and logs
+    phone_number: str = "380960000006"
+    password: str = Field(default="123456789", repr=False)
+    shops: int = Field(default=2, ge=1, le=50)
+    terminals_per_shop: int = Field(default=1, ge=0, le=10)
+
+
+class SmartKasaSandboxConfig(BaseModel):
+    tenants: list[TenantSpec] = Field(default_factory=list)
+    # --- auth (§2, §9.1)
+    jwt_secret: str = Field(default="smartkasa-sandbox-secret", repr=False)
+    access_ttl_s: float = 23 * 3600.0
+    refresh_ttl_s: float = 729.5 * 3600.0
+    auth_scheme: Literal["any", "bare", "bearer"] = "any"
+    # --- bodies (§1, §9)
+    body_style: Literal["any", "wrapped", "plain"] = "any"
+    # --- pagination (§3, §9.2)
+    default_per_page: int = 25
+    receipts_per_page: int = 10
+    max_per_page: int | None = None  # silent cap, Kaminari style
+    # --- products (§9.3)
+    batch_mode: Literal["atomic", "partial"] = "atomic"
+    batch_order: Literal["input", "shuffled"] = "input"
+    max_batch: int | None = None
+    max_batch_status: Literal[413, 422] = 422
+    reject_duplicate_number: bool = False
+    number_match: Literal["exact", "partial"] = "exact"
+    unit_type_mode: Literal["code", "id"] = "code"
+    expose_remote_id: bool = False
+    # --- other resources (§9.4)
+    unknown_id_status: Literal[404, 422] = 422
+    # --- clock (§9.4 item 20: clock skew / odd offsets)
+    utc_offsets_minutes: list[int] = Field(default_factory=lambda: [120])
+    clock_skew_s: float = 0.0
+    # --- admin
+    admin_loopback_only: bool = True
+    seed: int = 0
