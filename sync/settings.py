@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sync.errors import ConfigError
+from sync.sources.config import SourceConfig
 from sync.redact import register_secret
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -125,7 +126,7 @@ class Schedule(_Strict):
 
 
 class TenantSettings(_Strict):
-    erp: dict[str, Any]  # validated by sync.sources.config (kept loose here to avoid an import cycle)
+    erp: SourceConfig
     mappings: list[Path]
     smartepi: SmartEPISettings | None = None
     smartkasa: SmartKasaSettings | None = None
@@ -205,9 +206,7 @@ class Settings(BaseSettings):
         if tenant_id is None:
             if len(self.tenants) == 1:
                 return next(iter(self.tenants.items()))
-            raise ConfigError(
-                f"{len(self.tenants)} tenants configured", hint="choose one with --tenant"
-            )
+            raise ConfigError(f"{len(self.tenants)} tenants configured", hint="choose one with --tenant")
         try:
             return tenant_id, self.tenants[tenant_id]
         except KeyError:
@@ -268,7 +267,9 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
         try:
             raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
-            raise ConfigError(f"{file}: no such file", hint="pass --config FILE or set ERPSYNC_CONFIG") from None
+            raise ConfigError(
+                f"{file}: no such file", hint="pass --config FILE or set ERPSYNC_CONFIG"
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark is not None else ""
@@ -279,8 +280,9 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
         base = file.resolve().parent
         for tenant in (data.get("tenants") or {}).values():
             if isinstance(tenant, dict) and isinstance(tenant.get("mappings"), list):
-                tenant["mappings"] = [str((base / m).resolve()) if not Path(m).is_absolute() else m
-                                      for m in tenant["mappings"]]
+                tenant["mappings"] = [
+                    str((base / m).resolve()) if not Path(m).is_absolute() else m for m in tenant["mappings"]
+                ]
     if overrides:
         data.update(overrides)
     try:

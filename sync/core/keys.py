@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 _WS = re.compile(r"\s+")
@@ -37,14 +38,19 @@ def fold_email(value: Any) -> str | None:
     then composes differently, so fold again until stable (keeps the function idempotent).
     """
     s = fold(value)
+    if s is None:
+        return None
+    if s.isascii():  # no combining marks: one pass is stable
+        return s.replace(" ", "")
     for _ in range(8):
-        if s is None:
-            return None
         nxt = fold(s.replace(" ", ""))
-        if nxt == s:
-            return s
+        if nxt is None or nxt == s:
+            return nxt
         s = nxt
     return s
+
+
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
 
 
 def fold_identification(value: Any) -> str | None:
@@ -52,11 +58,58 @@ def fold_identification(value: Any) -> str | None:
     s = fold(value)
     if s is None:
         return None
-    alnum = re.sub(r"[^0-9a-z]", "", s)
+    alnum = _NOT_ALNUM.sub("", s)
     return alnum or None
 
 
 _FOLDERS = {"email": fold_email, "identification": fold_identification}
+
+KeyFn = Callable[[Mapping[str, Any]], tuple[tuple[str, str], ...]]
+
+
+def _candidate(key_field: str) -> Callable[[Mapping[str, Any]], tuple[str, str] | None]:
+    if "+" in key_field:
+        first_part, *rest_parts = key_field.split("+")
+
+        def composite(fields: Mapping[str, Any]) -> tuple[str, str] | None:
+            first = fold(fields.get(first_part))
+            if first is None:
+                return None
+            rest = [fold(fields.get(p)) or "" for p in rest_parts]
+            return (key_field, "\x1f".join([first, *rest]))
+
+        return composite
+    folder = _FOLDERS.get(key_field, fold)
+
+    def single(fields: Mapping[str, Any]) -> tuple[str, str] | None:
+        value = folder(fields.get(key_field))
+        return None if value is None else (key_field, value)
+
+    return single
+
+
+@lru_cache(maxsize=256)
+def key_function(key_fields: tuple[str, ...]) -> KeyFn:
+    """``key_values`` specialised once for a tuple of key fields (for per-row loops)."""
+    candidates = tuple(_candidate(k) for k in key_fields)
+    if len(candidates) == 1:
+        (only,) = candidates
+
+        def one(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+            found = only(fields)
+            return () if found is None else (found,)
+
+        return one
+
+    def many(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        out = []
+        for candidate in candidates:
+            found = candidate(fields)
+            if found is not None:
+                out.append(found)
+        return tuple(out)
+
+    return many
 
 
 def key_values(fields: Mapping[str, Any], key_fields: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -65,21 +118,7 @@ def key_values(fields: Mapping[str, Any], key_fields: Iterable[str]) -> tuple[tu
     A composite field written ``"title+parent_id"`` yields one candidate joining both parts
     (``None`` parts become empty, so a root category still has a key).
     """
-    out: list[tuple[str, str]] = []
-    for key_field in key_fields:
-        if "+" in key_field:
-            parts = key_field.split("+")
-            first = fold(fields.get(parts[0]))
-            if first is None:
-                continue
-            rest = [fold(fields.get(p)) or "" for p in parts[1:]]
-            out.append((key_field, "\x1f".join([first, *rest])))
-            continue
-        folder = _FOLDERS.get(key_field, fold)
-        value = folder(fields.get(key_field))
-        if value is not None:
-            out.append((key_field, value))
-    return tuple(out)
+    return key_function(tuple(key_fields))(fields)
 
 
 def primary_key(fields: Mapping[str, Any], key_fields: Iterable[str]) -> tuple[str, str] | None:

@@ -1,0 +1,605 @@
+"""Compiled mappings: ERP rows → ``Desired`` records plus quarantine entries (pure).
+
+``map_rows`` is the hot loop of a full reconcile. Per row it runs the filter closures,
+the field closures (``transforms.compile_field``), the reference checks against the
+``MapContext`` and the natural-key fold; whole-batch checks (duplicate ERP keys,
+natural-key collisions, self-references) run once at the end, so the rows themselves
+can come from a lazy iterator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.core.keys import key_function
+from sync.core.mapping.spec import ChildSpec, EntitySpec, FieldSpec, FilterSpec, template_names
+from sync.core.mapping.transforms import (
+    FieldFn,
+    Invalid,
+    Row,
+    canon_text,
+    column_fn,
+    compile_field,
+    concat_fn,
+    inverse_fn,
+    key_text,
+    strip_controls,
+    template_fn,
+)
+from sync.core.records import Desired, EntityPolicy, FieldPolicy, Platform, QuarantineEntry
+from sync.redact import MASK
+
+_VALUE_CHARS = 200  # quarantine values are cut to this length
+_SEP = "\x1f"  # between hashed column values
+
+
+@dataclass(slots=True)
+class MapContext:
+    """What map_rows needs to know about *other* entities of the same platform.
+
+    ``valid_keys[entity]``: ERP keys that mapped fine; a reference to a key outside the
+    set is dangling. An entity absent from the dict is not checked (e.g. an event-driven
+    sync of a few rows that did not read the referenced table). ``quarantined[entity]``:
+    ERP keys in quarantine; referencing one quarantines the row, naming the parent.
+    ``child_rows[child]``: raw child rows grouped by parent ERP key
+    (``EntityMapping.group_child_rows``). ``record`` fills the first two from a result.
+    """
+
+    valid_keys: dict[str, Collection[str]] = field(default_factory=dict)
+    quarantined: dict[str, Collection[str]] = field(default_factory=dict)
+    child_rows: dict[str, Mapping[str, Sequence[Row]]] = field(default_factory=dict)
+
+    def record(self, entity: str, result: MapResult) -> None:
+        self.valid_keys[entity] = {d.erp_key for d in result.desired}
+        self.quarantined[entity] = {q.erp_key for q in result.quarantine}
+
+
+@dataclass(slots=True)
+class MapResult:
+    """Mapped rows. Quarantined keys are *present* in the ERP: never infer a delete from them."""
+
+    desired: list[Desired] = field(default_factory=list)
+    quarantine: list[QuarantineEntry] = field(default_factory=list)
+    rows: int = 0  # rows read
+    filtered: int = 0  # rows skipped by the entity's filter (treated as absent from the ERP)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledField:
+    name: str
+    fn: FieldFn
+    policy: FieldPolicy
+    columns: tuple[str, ...]  # ERP columns read (for the row hash)
+    column: str | None  # the single `from` column when the field is invertible
+    inverse: Callable[[Any], Any] | None
+
+
+def _filter_fn(spec: FilterSpec) -> Callable[[Row], bool]:
+    col = spec.field
+    ops = spec.model_fields_set - {"field"}
+    op = next(iter(ops))
+    if op == "not_null":
+        return lambda row: canon_text(row.get(col)) not in (None, "")
+    if op == "is_null":
+        return lambda row: canon_text(row.get(col)) in (None, "")
+    if op == "equals":
+        want = canon_text(spec.equals)
+        return lambda row: canon_text(row.get(col)) == want
+    if op == "not_equals":
+        avoid = canon_text(spec.not_equals)
+        return lambda row: canon_text(row.get(col)) != avoid
+    values = frozenset(canon_text(v) for v in (spec.in_ if op == "in_" else spec.not_in) or ())
+    if op == "in_":
+        return lambda row: canon_text(row.get(col)) in values
+    return lambda row: canon_text(row.get(col)) not in values
+
+
+def _all(filters: Sequence[Callable[[Row], bool]]) -> Callable[[Row], bool] | None:
+    if not filters:
+        return None
+    if len(filters) == 1:
+        return filters[0]
+    return lambda row: all(f(row) for f in filters)
+
+
+def compile_fields(
+    specs: Mapping[str, FieldSpec], lookups: Mapping[str, Mapping[str, Any]], refs: Mapping[str, str]
+) -> list[CompiledField]:
+    out = []
+    for name, spec in specs.items():
+        columns: tuple[str, ...]
+        column: str | None = None
+        if spec.has_constant:
+            extract: FieldFn = _const(spec.constant)
+            columns = ()
+        elif spec.template is not None:
+            names = template_names(spec.template)
+            extract, columns = template_fn(spec.template, names), tuple(names)
+        elif spec.concat is not None:
+            extract, columns = concat_fn(spec.concat, spec.sep), tuple(spec.concat)
+        else:
+            column = spec.from_ or name
+            extract, columns = column_fn(column), (column,)
+        table = lookups[spec.lookup] if isinstance(spec.lookup, str) else spec.lookup
+        fn = compile_field(
+            name,
+            extract=extract,
+            column=column,
+            spaces=spec.spaces,
+            case=spec.case,
+            lookup=table,
+            lookup_default=spec.lookup_default,
+            has_lookup_default=spec.has_lookup_default,
+            default=spec.default,
+            has_default=spec.has_default,
+            type_=spec.type,
+            precision=spec.precision,
+            date_format=spec.date_format,
+            required=spec.required,
+            max_length=spec.max_length,
+            min_length=spec.min_length,
+            minimum=spec.min,
+            maximum=spec.max,
+            email=spec.format == "email",
+            pattern=spec.pattern,
+            constant=spec.has_constant,
+        )
+        policy = FieldPolicy(
+            name=name,
+            direction=spec.direction,
+            conflict=spec.conflict,
+            ref=spec.ref or refs.get(name),
+            sensitive=spec.sensitive,
+        )
+        inverse = None
+        if spec.direction != "push":
+            inverse = inverse_fn(type_=spec.type, date_format=spec.date_format, lookup=table)
+        out.append(CompiledField(name, fn, policy, columns, column, inverse))
+    return out
+
+
+def _const(value: Any) -> FieldFn:
+    return lambda row: value
+
+
+def _show(value: Any, sensitive: bool) -> str | None:
+    if value is None:
+        return None
+    if sensitive:
+        return MASK
+    text = strip_controls(value if isinstance(value, str) else repr(value))
+    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"
+
+
+@dataclass(slots=True)
+class ChildMapping:
+    name: str
+    spec: ChildSpec
+    fields: list[CompiledField]
+    key: tuple[str, ...]
+    filter: Callable[[Row], bool] | None
+    columns: tuple[str, ...]
+
+    def map(self, rows: Iterable[Row]) -> list[dict[str, Any]]:
+        """Map one parent's child rows; raises ``Invalid`` with a ``child.field`` name."""
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[Any, ...]] = set()
+        for row in rows:
+            if self.filter is not None and not self.filter(row):
+                continue
+            item: dict[str, Any] = {}
+            for f in self.fields:
+                try:
+                    value = f.fn(row)
+                except Invalid as exc:
+                    exc.field = f"{self.name}.{exc.field}"
+                    raise
+                if value is not None:
+                    item[f.name] = value
+            ident = tuple(item.get(k) for k in self.key)
+            if ident in seen:
+                shown = ", ".join(str(v) for v in ident)
+                raise Invalid(self.name, "duplicate_child", f"two {self.name} share the key ({shown})", shown)
+            seen.add(ident)
+            out.append(item)
+        out.sort(key=lambda item: tuple(canon_text(item.get(k)) or "" for k in self.key))
+        return out
+
+
+class EntityMapping:
+    """One compiled platform entity: its policy, its row mapper and its write-back."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        entity: str,
+        spec: EntitySpec,
+        *,
+        natural_key: tuple[str, ...],
+        level: int,
+        refs: Mapping[str, str],
+        lookups: Mapping[str, Mapping[str, Any]],
+        unkeyed_forbidden: bool,
+        file: str = "",
+    ) -> None:
+        self.platform: Platform = platform
+        self.entity = entity
+        self.spec = spec
+        self.file = file
+        self.source_entity = spec.source
+        self.erp_key_field = spec.key
+        self.natural_key = natural_key
+        self.level = level
+        self.writable = spec.writable
+        self.fields = compile_fields(spec.fields, lookups, refs)
+        self.filter = _all([_filter_fn(f) for f in spec.filter])
+        self.children = [self._compile_child(name, c, lookups) for name, c in spec.children.items()]
+        self.self_ref: str | None = next(
+            (f.name for f in self.fields if f.policy.ref == entity), None
+        )  # the executor creates parents first: order by ``self_ref_depths``
+        self._refs = tuple((f.name, f.policy.ref) for f in self.fields if f.policy.ref not in (None, entity))
+        self._sensitive = frozenset(f.name for f in self.fields if f.policy.sensitive)
+        cols = [spec.key, *(c for f in self.fields for c in f.columns)]
+        self._hash_cols = tuple(dict.fromkeys(cols))
+        self._unkeyed_forbidden = unkeyed_forbidden or spec.derive_key is not None
+        derive = spec.derive_key
+        self._derive_field = derive.field if derive and derive.template else None
+        self._derive_names = template_names(derive.template) if derive and derive.template else []
+        self._derive_template = derive.template if derive else None
+        self._policy = EntityPolicy(
+            platform=platform,
+            entity=entity,
+            level=level,
+            natural_key=natural_key,
+            fields={f.name: f.policy for f in self.fields},
+            delete=spec.delete,
+            deactivate_field=(spec.deactivate_field or "active") if spec.delete == "deactivate" else None,
+            children=tuple(c.name for c in self.children),
+            writable=spec.writable,
+        )
+
+    def __repr__(self) -> str:
+        return f"EntityMapping({self.platform}.{self.entity} <- {self.source_entity}, level={self.level})"
+
+    @staticmethod
+    def _compile_child(name: str, spec: ChildSpec, lookups: Mapping[str, Mapping[str, Any]]) -> ChildMapping:
+        fields = compile_fields(spec.fields, lookups, {})
+        cols = tuple(dict.fromkeys(c for f in fields for c in f.columns))
+        flt = _all([_filter_fn(f) for f in spec.filter])
+        return ChildMapping(name, spec, fields, tuple(spec.key), flt, cols)
+
+    # --- public interface ------------------------------------------------------------
+
+    def policy(self) -> EntityPolicy:
+        return self._policy
+
+    @property
+    def child_keys(self) -> dict[str, tuple[str, ...]]:
+        """Fields identifying one child inside its parent (e.g. sizes by name, cards by shop_id)."""
+        return {c.name: c.key for c in self.children}
+
+    @property
+    def child_sources(self) -> dict[str, tuple[str, str]]:
+        """Child name → (ERP source entity, parent-key column), for children read separately."""
+        return {
+            c.name: (c.spec.source, c.spec.parent_key)
+            for c in self.children
+            if c.spec.source is not None and c.spec.parent_key is not None
+        }
+
+    def group_child_rows(self, child: str, rows: Iterable[Row]) -> dict[str, list[Row]]:
+        """Group one child source's rows by parent ERP key (for ``MapContext.child_rows``)."""
+        parent_col = next(c.spec.parent_key for c in self.children if c.name == child)
+        grouped: dict[str, list[Row]] = {}
+        for row in rows:
+            key = key_text(row.get(parent_col or ""))
+            if key is not None:
+                grouped.setdefault(key, []).append(row)
+        return grouped
+
+    def to_erp(self, platform_fields: Mapping[str, Any]) -> dict[str, Any]:
+        """ERP column values for the pull/both fields present in ``platform_fields``.
+
+        Raises ``Invalid`` when a value cannot be reversed (e.g. not in a lookup table).
+        """
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            if f.inverse is None or f.column is None or f.name not in platform_fields:
+                continue
+            try:
+                out[f.column] = f.inverse(platform_fields[f.name])
+            except Invalid as exc:
+                exc.field = f.name
+                raise
+            except (ValueError, TypeError) as exc:
+                raise Invalid(f.name, "type", str(exc), platform_fields[f.name]) from None
+        return out
+
+    def row_hash(self, row: Row, children: Mapping[str, Sequence[Row]] | None = None) -> str:
+        """Content hash of the columns this mapping reads (plus child rows).
+
+        Cheaper than ``normalize.content_hash`` (no JSON) and blind to columns the mapping
+        ignores, such as ``updated_at``: only a change that can alter the mapped record
+        changes it.
+        """
+        text = _SEP.join(map(str, map(row.get, self._hash_cols)))
+        if children:
+            for child in self.children:
+                rows = children.get(child.name)
+                if rows:
+                    text += child.name + repr(
+                        sorted(_SEP.join(map(str, map(r.get, child.columns))) for r in rows)
+                    )
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    # --- mapping ---------------------------------------------------------------------
+
+    def _entry(
+        self, key: str, field_: str | None, rule: str, message: str, value: Any, h: str
+    ) -> QuarantineEntry:
+        base = field_.split(".", 1)[0] if field_ else None
+        sensitive = base in self._sensitive or any(
+            field_ == f"{c.name}.{f.name}" and f.policy.sensitive for c in self.children for f in c.fields
+        )
+        return QuarantineEntry(
+            platform=self.platform,
+            entity=self.entity,
+            erp_key=key,
+            field=field_,
+            rule=rule,
+            message=message,
+            value=_show(value, sensitive),
+            erp_hash=h,
+        )
+
+    def _slow_fields(self, row: Row) -> list[Invalid]:
+        problems = []
+        for f in self.fields:
+            try:
+                f.fn(row)
+            except Invalid as exc:
+                problems.append(exc)
+        return problems
+
+    def map_rows(self, rows: Iterable[Row], context: MapContext | None = None) -> MapResult:
+        ctx = context or MapContext()
+        result = MapResult()
+        desired, quarantine = result.desired, result.quarantine
+        platform, entity = self.platform, self.entity
+        flt = self.filter
+        key_col = self.erp_key_field
+        fns = [(f.name, f.fn) for f in self.fields]
+        hash_cols = self._hash_cols
+        blake, sep = hashlib.blake2b, _SEP
+        nk = self.natural_key
+        keyfn = key_function(nk) if nk else None
+        refs = [
+            (name, target, ctx.valid_keys.get(target), ctx.quarantined.get(target) or ())
+            for name, target in self._refs
+        ]
+        children = [(c, ctx.child_rows.get(c.name), c.spec.column or c.name) for c in self.children]
+        seen: dict[str, int] = {}  # erp key → index in desired, -1 when quarantined
+        dup_rows: dict[str, int] = {}
+        nat_keys: list[tuple[tuple[str, str], ...]] = []
+        total = filtered = 0
+
+        for row in rows:
+            total += 1
+            if flt is not None and not flt(row):
+                filtered += 1
+                continue
+            key = key_text(row.get(key_col))
+            if key is None or key in seen:
+                if key is None:
+                    quarantine.append(
+                        self._entry("", key_col, "missing_key", f"row {total} has no ERP key", None, "")
+                    )
+                else:
+                    dup_rows[key] = dup_rows.get(key, 1) + 1
+                continue
+            kids: dict[str, list[Row]] = {}
+            if children:
+                for child, grouped, column in children:
+                    if child.spec.source is None:
+                        embedded = row.get(column)
+                        kids[child.name] = list(embedded) if isinstance(embedded, list) else []
+                    else:
+                        kids[child.name] = list(grouped.get(key, ())) if grouped else []
+                h = self.row_hash(row, kids)
+            else:
+                h = blake(sep.join(map(str, map(row.get, hash_cols))).encode(), digest_size=16).hexdigest()
+            if "\x00" in key or not key.isprintable():
+                quarantine.append(
+                    self._entry(key, key_col, "control_chars", "ERP key has control chars", key, h)
+                )
+                seen[key] = -1
+                continue
+            try:
+                fields = {}
+                for name, fn in fns:
+                    value = fn(row)
+                    if value is not None:
+                        fields[name] = value
+            except Invalid:
+                problems = self._slow_fields(row)
+                first = problems[0]
+                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+                quarantine.append(
+                    self._entry(key, first.field, first.rule, first.message + more, first.value, h)
+                )
+                seen[key] = -1
+                continue
+            bad = self._check_refs(key, fields, refs, h)
+            if bad is not None:
+                quarantine.append(bad)
+                seen[key] = -1
+                continue
+            mapped_children: dict[str, list[dict[str, Any]]] = {}
+            try:
+                for child, _, _ in children:
+                    mapped_children[child.name] = child.map(kids[child.name])
+            except Invalid as exc:
+                quarantine.append(self._entry(key, exc.field, exc.rule, exc.message, exc.value, h))
+                seen[key] = -1
+                continue
+            kv: tuple[tuple[str, str], ...] = ()
+            if keyfn is not None:
+                kv = keyfn(fields)
+                if not kv and self._unkeyed_forbidden:
+                    if self._derive_field is None:
+                        rule = "unkeyed_employee" if entity == "employees" else "unkeyed"
+                        msg = f"no {' or '.join(nk)} and key derivation is off"
+                        quarantine.append(self._entry(key, nk[0], rule, msg, None, h))
+                        seen[key] = -1
+                        continue
+                    fields[self._derive_field] = template_fn(
+                        self._derive_template or "", self._derive_names, {"erp_key": key}
+                    )(row)
+                    kv = keyfn(fields)
+            seen[key] = len(desired)
+            nat_keys.append(kv)
+            desired.append(Desired(platform, entity, key, fields, mapped_children, h))
+
+        result.rows, result.filtered = total, filtered
+        if dup_rows:
+            self._drop_duplicates(result, dup_rows, seen, nat_keys)
+        if nk:
+            self._drop_collisions(result, nat_keys)
+        if self.self_ref is not None:
+            self._check_self_refs(result, ctx)
+        return result
+
+    def _check_refs(
+        self,
+        key: str,
+        fields: Mapping[str, Any],
+        refs: Sequence[tuple[str, str, Collection[str] | None, Collection[str]]],
+        h: str,
+    ) -> QuarantineEntry | None:
+        for name, target, valid, quarantined in refs:
+            value = fields.get(name)
+            if value is None:
+                continue
+            if value in quarantined:
+                msg = f"references {target} {value!r}, which is quarantined"
+                return self._entry(key, name, "reference_quarantined", msg, value, h)
+            if valid is not None and value not in valid:
+                msg = f"references {target} {value!r}, which is not in the ERP data"
+                return self._entry(key, name, "dangling_reference", msg, value, h)
+        return None
+
+    def _drop_duplicates(
+        self,
+        result: MapResult,
+        dup_rows: Mapping[str, int],
+        seen: Mapping[str, int],
+        nat_keys: list[tuple[tuple[str, str], ...]],
+    ) -> None:
+        """Every row of a duplicated ERP key is quarantined: we cannot tell which one is right."""
+        drop = {seen[k] for k in dup_rows if seen.get(k, -1) >= 0}
+        hashes = {d.erp_key: d.erp_hash for d in result.desired if d.erp_key in dup_rows}
+        result.quarantine = [q for q in result.quarantine if q.erp_key not in dup_rows]
+        for key, count in dup_rows.items():
+            msg = f"{count} ERP rows share this key"
+            result.quarantine.append(
+                self._entry(key, self.erp_key_field, "duplicate_erp_key", msg, key, hashes.get(key, ""))
+            )
+        keep = [i for i in range(len(result.desired)) if i not in drop]
+        result.desired = [result.desired[i] for i in keep]
+        nat_keys[:] = [nat_keys[i] for i in keep]
+
+    def _drop_collisions(self, result: MapResult, nat_keys: Sequence[tuple[tuple[str, str], ...]]) -> None:
+        """Two ERP rows on one platform natural key would both adopt one remote record."""
+        owners: dict[tuple[str, str], str] = {}
+        clashes: dict[str, tuple[str, str, str]] = {}  # erp key → (other key, field, value)
+        for d, kv in zip(result.desired, nat_keys, strict=True):
+            for nat in kv:
+                other = owners.setdefault(nat, d.erp_key)
+                if other != d.erp_key:
+                    clashes.setdefault(d.erp_key, (other, nat[0], nat[1]))
+                    clashes.setdefault(other, (d.erp_key, nat[0], nat[1]))
+        if not clashes:
+            return
+        kept = []
+        for d in result.desired:
+            clash = clashes.get(d.erp_key)
+            if clash is None:
+                kept.append(d)
+                continue
+            other, key_field, _ = clash
+            field_ = key_field.split("+", 1)[0]
+            msg = f"same {key_field} as ERP row {other!r} (case and spaces are ignored)"
+            value = d.fields.get(field_)
+            result.quarantine.append(
+                self._entry(d.erp_key, field_, "natural_key_collision", msg, value, d.erp_hash)
+            )
+        result.desired = kept
+
+    def _check_self_refs(self, result: MapResult, ctx: MapContext) -> None:
+        """Parents inside the batch (or known to the context) must exist and not be quarantined."""
+        ref = self.self_ref
+        assert ref is not None
+        by_key = {d.erp_key: d for d in result.desired}
+        outside = ctx.valid_keys.get(self.entity, ())
+        quarantined = {q.erp_key for q in result.quarantine} | set(ctx.quarantined.get(self.entity, ()))
+        bad: dict[str, QuarantineEntry] = {}
+        changed = True
+        while changed:  # a quarantined parent quarantines its whole subtree
+            changed = False
+            for d in result.desired:
+                parent = d.fields.get(ref)
+                if parent is None or d.erp_key in bad:
+                    continue
+                entry = None
+                if parent in quarantined or parent in bad:
+                    msg = f"parent {self.entity} {parent!r} is quarantined"
+                    entry = self._entry(d.erp_key, ref, "reference_quarantined", msg, parent, d.erp_hash)
+                elif parent not in by_key and parent not in outside:
+                    msg = f"parent {self.entity} {parent!r} is not in the ERP data"
+                    entry = self._entry(d.erp_key, ref, "dangling_reference", msg, parent, d.erp_hash)
+                if entry is not None:
+                    bad[d.erp_key] = entry
+                    changed = True
+        for key in _cycle_members(result.desired, ref, bad):
+            d = by_key[key]
+            msg = f"{self.entity} parents form a cycle through {d.fields.get(ref)!r}"
+            bad[key] = self._entry(key, ref, "reference_cycle", msg, d.fields.get(ref), d.erp_hash)
+        if bad:
+            result.desired = [d for d in result.desired if d.erp_key not in bad]
+            result.quarantine.extend(bad.values())
+
+
+def _cycle_members(desired: Sequence[Desired], ref: str, bad: Mapping[str, Any]) -> list[str]:
+    """Keys whose parent chain never reaches a root (they sit on or below a cycle)."""
+    depths = self_ref_depths([d for d in desired if d.erp_key not in bad], ref)
+    return [d.erp_key for d in desired if d.erp_key not in bad and d.erp_key not in depths]
+
+
+def self_ref_depths(desired: Sequence[Desired], ref: str) -> dict[str, int]:
+    """Depth of each record in a self-referencing entity (roots 0); records on a cycle are absent.
+
+    The executor creates categories by increasing depth (parents before children, one
+    level per batch, smartkasa.md §5.2). A parent outside ``desired`` counts as a root.
+    """
+    parent_of = {d.erp_key: d.fields.get(ref) for d in desired}
+    depth: dict[str, int] = {}
+    for start in parent_of:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        base = -1
+        while node is not None and node in parent_of and node not in depth:
+            if node in on_path:  # cycle
+                path = []
+                break
+            path.append(node)
+            on_path.add(node)
+            node = parent_of[node]
+        else:
+            base = depth[node] if node is not None and node in depth else -1
+        for i, key in enumerate(reversed(path)):
+            depth[key] = base + 1 + i
+    return depth

@@ -1,0 +1,298 @@
+"""Load and validate mapping files; the only part of the core that reads files.
+
+Every problem in every file is collected and raised together as one ``MappingError``
+whose lines read ``file:line: path: problem``. Line numbers come from the YAML node
+marks, recorded while the node tree is converted to plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sync.core.mapping.compiled import EntityMapping
+from sync.core.mapping.mapset import MappingSet, dependency_levels
+from sync.core.mapping.spec import (
+    DEFAULT_NATURAL_KEYS,
+    KNOWN_CHILDREN,
+    KNOWN_FIELDS,
+    KNOWN_REFS,
+    EntitySpec,
+    MappingFileSpec,
+)
+from sync.core.mapping.transforms import canon_text
+from sync.core.records import Platform
+from sync.errors import MappingError
+
+Loc = tuple[str | int, ...]
+
+
+class MappingFileError(MappingError):
+    """A ``MappingError`` that also lists its problems one by one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"invalid mapping ({count}):\n" + "\n".join(problems))
+
+
+class _Doc:
+    """One parsed file: plain data plus the line of every path in it."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.lines: dict[Loc, int] = {}
+        self.problems: list[str] = []
+        self._problem_lines: list[int] = []
+        self.data: Any = None
+        self._ctor = yaml.SafeLoader("")
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            problem = getattr(exc, "problem", None) or str(exc)
+            self._add(line, f"{name}:{line}: (yaml): {problem}")
+            return
+        if node is None:
+            self._add(1, f"{name}:1: (file): the file is empty")
+            return
+        self.data = self._convert(node, ())
+
+    def _convert(self, node: yaml.Node, loc: Loc) -> Any:
+        self.lines[loc] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._ctor.construct_object(key_node, deep=True)
+                if isinstance(key, list | dict):
+                    self.problem(loc, "keys must be scalars")
+                    continue
+                if key in out:
+                    self.lines[(*loc, key)] = key_node.start_mark.line + 1
+                    self.problem((*loc, key), "duplicate key")
+                    continue
+                out[key] = self._convert(value_node, (*loc, key))
+                self.lines[(*loc, key)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return self._ctor.construct_object(node, deep=True)
+
+    def line(self, loc: Loc) -> int:
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return 1
+
+    def where(self, loc: Loc) -> str:
+        path = ".".join(str(p) for p in loc) or "(file)"
+        return f"{self.name}:{self.line(loc)}: {path}"
+
+    def _add(self, line: int, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+            self._problem_lines.append(line)
+
+    def problem(self, loc: Loc, message: str) -> None:
+        self._add(self.line(loc), f"{self.where(loc)}: {message}")
+
+    def numbered(self) -> list[tuple[int, str]]:
+        """Problems with their line numbers, for sorting."""
+        return list(zip(self._problem_lines, self.problems, strict=True))
+
+
+def _pydantic_problems(doc: _Doc, exc: ValidationError, prefix: Loc = ()) -> None:
+    merged: dict[Loc, list[str]] = {}
+    for err in exc.errors():
+        loc: Loc = (*prefix, *err["loc"])
+        shown: list[str | int] = []
+        for part in loc:  # keep the data path; drop union-branch labels pydantic adds
+            if (*shown, part) in doc.lines:
+                shown.append(part)
+            elif err["type"] in ("missing", "extra_forbidden") and part == loc[-1]:
+                shown.append(part)
+                break
+            else:
+                continue
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        bucket = merged.setdefault(tuple(shown), [])
+        if msg not in bucket:
+            bucket.append(msg)
+    for loc, msgs in merged.items():
+        doc.problem(loc, "; ".join(msgs))
+
+
+def _check_entity(
+    doc: _Doc, platform: Platform, name: str, spec: EntitySpec, lookups: Mapping[str, Any]
+) -> None:
+    base: Loc = ("entities", name)
+    known = KNOWN_FIELDS[platform].get(name)
+    if known is None:
+        choices = ", ".join(sorted(KNOWN_FIELDS[platform]))
+        doc.problem(base, f"{platform} has no entity {name!r} (known: {choices})")
+        return
+    for fname, fspec in spec.fields.items():
+        floc = (*base, "fields", fname)
+        if fname not in known:
+            doc.problem(floc, f"{platform} {name} has no field {fname!r}")
+        if isinstance(fspec.lookup, str) and fspec.lookup not in lookups:
+            doc.problem((*floc, "lookup"), f"no lookup table named {fspec.lookup!r}")
+        refs = KNOWN_REFS.get((platform, name), {})
+        if fspec.ref is not None and refs.get(fname, fspec.ref) != fspec.ref:
+            doc.problem((*floc, "ref"), f"{fname} references {refs[fname]}, not {fspec.ref}")
+        if fname in refs and (fspec.has_constant or fspec.type != "string" or fspec.lookup is not None):
+            doc.problem(
+                floc, f"{fname} references {refs[fname]}: it holds an ERP key (no type, lookup or constant)"
+            )
+    known_children = KNOWN_CHILDREN.get((platform, name), {})
+    for cname, cspec in spec.children.items():
+        cloc = (*base, "children", cname)
+        if cname not in known_children:
+            doc.problem(cloc, f"{platform} {name} has no nested collection {cname!r}")
+            continue
+        for fname, fspec in cspec.fields.items():
+            if fname not in known_children[cname]:
+                doc.problem((*cloc, "fields", fname), f"{cname} have no field {fname!r}")
+            if isinstance(fspec.lookup, str) and fspec.lookup not in lookups:
+                doc.problem((*cloc, "fields", fname, "lookup"), f"no lookup table named {fspec.lookup!r}")
+    if spec.natural_key is None and (platform, name) not in DEFAULT_NATURAL_KEYS:
+        doc.problem((*base, "natural_key"), "no default natural key for this entity: give natural_key")
+    if spec.derive_key is not None and spec.derive_key.field not in (
+        spec.natural_key or DEFAULT_NATURAL_KEYS.get((platform, name), ())
+    ):
+        doc.problem((*base, "derive_key", "field"), "derive_key.field must be one of the natural key fields")
+
+
+def _parse(doc: _Doc) -> tuple[MappingFileSpec, dict[str, EntitySpec]] | None:
+    """Validate the file head and each entity on its own, so one bad entity hides nothing."""
+    data = doc.data
+    if not isinstance(data, dict):
+        doc.problem((), "the file must be a mapping with platform and entities")
+        return None
+    entities = data.get("entities")
+    if "entities" not in data:
+        doc.problem(("entities",), "required key is missing")
+    elif not isinstance(entities, dict):
+        doc.problem(("entities",), "must be a mapping of platform entity name to entity mapping")
+    try:
+        head = MappingFileSpec.model_validate({**data, "entities": {}})
+    except ValidationError as exc:
+        _pydantic_problems(doc, exc)
+        return None
+    valid: dict[str, EntitySpec] = {}
+    for name, raw in (entities if isinstance(entities, dict) else {}).items():
+        try:
+            valid[str(name)] = EntitySpec.model_validate(raw)
+        except ValidationError as exc:
+            _pydantic_problems(doc, exc, ("entities", name))
+    return head, valid
+
+
+def load_mapping_texts(
+    texts: Mapping[str, str], *, lookups: Mapping[str, Mapping[Any, Any]] | None = None
+) -> MappingSet:
+    """Validate and compile mapping documents given as ``{file name: YAML text}``.
+
+    ``lookups`` adds or overrides named lookup tables (e.g. tenant settings'
+    ERP shop code → SmartKasa shop id table ``shops``).
+    """
+    docs: list[_Doc] = []
+    parsed: list[tuple[_Doc, MappingFileSpec, dict[str, EntitySpec]]] = []
+    for name, text in texts.items():
+        doc = _Doc(name, text)
+        docs.append(doc)
+        if doc.data is not None and not doc.problems:
+            result = _parse(doc)
+            if result is not None:
+                parsed.append((doc, *result))
+    extra = {k: {canon_text(kk) or "": vv for kk, vv in v.items()} for k, v in (lookups or {}).items()}
+
+    owners: dict[tuple[Platform, str], tuple[_Doc, EntitySpec]] = {}
+    declared: set[tuple[Platform, str]] = set()  # includes entities that failed validation
+    tables: dict[Platform, dict[str, dict[str, Any]]] = {}
+    for doc, head, _ in parsed:
+        tables.setdefault(head.platform, {}).update(head.lookups)
+        raw_entities = doc.data.get("entities")
+        declared.update(
+            (head.platform, str(n)) for n in (raw_entities if isinstance(raw_entities, dict) else {})
+        )
+    for platform in tables:
+        tables[platform].update(extra)
+    for doc, head, entities in parsed:
+        for name, entity in entities.items():
+            if (head.platform, name) in owners:
+                other = owners[(head.platform, name)][0]
+                doc.problem(("entities", name), f"{head.platform} {name} is already mapped in {other.name}")
+                continue
+            owners[(head.platform, name)] = (doc, entity)
+            _check_entity(doc, head.platform, name, entity, tables[head.platform])
+
+    # references: the target must be mapped on the same platform; no cycles between entities
+    refs_by_platform: dict[Platform, dict[str, list[str]]] = {}
+    for (platform, name), (doc, entity) in owners.items():
+        targets = []
+        known_refs = KNOWN_REFS.get((platform, name), {})
+        for fname, fspec in entity.fields.items():
+            target = fspec.ref or known_refs.get(fname)
+            if target is None:
+                continue
+            if (platform, target) not in declared:
+                doc.problem(("entities", name, "fields", fname), f"references {target}, which is not mapped")
+            targets.append(target)
+        refs_by_platform.setdefault(platform, {})[name] = targets
+    levels: dict[Platform, dict[str, int]] = {}
+    for platform, refs in refs_by_platform.items():
+        lv, cycle = dependency_levels(refs)
+        if cycle:
+            doc, _ = owners[(platform, cycle[0])]
+            doc.problem(("entities", cycle[0]), f"references form a cycle: {' -> '.join(cycle)}")
+        levels[platform] = lv
+    problems = [p for doc in docs for _, p in sorted(doc.numbered())]
+    if problems:
+        raise MappingFileError(problems)
+
+    compiled = []
+    for (platform, name), (doc, entity) in owners.items():
+        compiled.append(
+            EntityMapping(
+                platform,
+                name,
+                entity,
+                natural_key=tuple(entity.natural_key or DEFAULT_NATURAL_KEYS[(platform, name)]),
+                level=levels[platform].get(name, 0),
+                refs=KNOWN_REFS.get((platform, name), {}),
+                lookups={**tables.get(platform, {}), **extra},
+                unkeyed_forbidden=(platform, name) == ("smartepi", "employees"),
+                file=doc.name,
+            )
+        )
+    return MappingSet(compiled)
+
+
+def load_mappings(
+    paths: Iterable[str | PathLike[str]], *, lookups: Mapping[str, Mapping[Any, Any]] | None = None
+) -> MappingSet:
+    """Read, validate and compile mapping files; raises ``MappingFileError`` listing every problem."""
+    texts: dict[str, str] = {}
+    problems = []
+    for path in paths:
+        p = Path(path)
+        try:
+            texts[str(p)] = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"{p}:0: (file): cannot read: {exc.strerror or exc}")
+        except UnicodeDecodeError:
+            problems.append(f"{p}:0: (file): not UTF-8 text")
+    if problems:
+        raise MappingFileError(problems)
+    return load_mapping_texts(texts, lookups=lookups)

@@ -1,0 +1,1 @@
+"""Demo ERP generator and its mapping files."""
