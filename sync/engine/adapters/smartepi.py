@@ -1,0 +1,139 @@
+"""SmartEPI adapter: org entities and products through ``SmartEPIClient``.
+
+- No batch endpoint: one POST per create (``batch_size`` 1).
+- Versions: the ETag of our last write is kept in the base, so an update is one PUT;
+  a stale 409 surfaces as ``StaleVersion`` for the executor's re-read-and-retry-once.
+- Children: product ``sizes`` (keyed by ``name``) and ``certificates`` (keyed by
+  ``number``) are compared without their ids; on update the adapter reads the product
+  to re-attach the ids of existing entries (the API upserts nested entries by id and
+  adds entries without one). Removing a nested entry is not documented ("no blanking"),
+  so an entry gone from the ERP stays on the platform; the diff then keeps reporting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from sync.clients.smartepi.client import SmartEPIClient
+from sync.clients.smartepi.resources import Resource
+from sync.engine.adapters.base import CreateItem, RawRemote, Written
+
+CHILD_KEYS: dict[str, str] = {"sizes": "name", "certificates": "number"}
+_NOT_FIELDS = frozenset({"id", "createdAt", "updatedAt", *CHILD_KEYS})
+
+
+def resource_name(entity: str) -> str:
+    return entity.replace("_", "-")
+
+
+def split_record(record: Mapping[str, Any], etag: str | None = None) -> RawRemote:
+    """Platform record → fields without ids/timestamps, children without their ids."""
+    fields = {k: v for k, v in record.items() if k not in _NOT_FIELDS}
+    children: dict[str, list[dict[str, Any]]] = {}
+    for name in CHILD_KEYS:
+        entries = record.get(name)
+        if isinstance(entries, list):
+            children[name] = [
+                {k: v for k, v in e.items() if k != "id"} for e in entries if isinstance(e, dict)
+            ]
+    return RawRemote(str(record["id"]), fields, children, etag)
+
+
+def attach_child_ids(
+    wanted: Mapping[str, list[dict[str, Any]]], current: Mapping[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """Give each wanted child the id of the existing entry with the same key (upsert)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, entries in wanted.items():
+        key = CHILD_KEYS.get(name, "name")
+        existing = {
+            str(e.get(key)).strip().casefold(): e.get("id")
+            for e in current.get(name) or []
+            if isinstance(e, dict) and e.get(key) is not None
+        }
+        sent = []
+        for entry in entries:
+            item = dict(entry)
+            ident = existing.get(str(entry.get(key)).strip().casefold())
+            if ident:
+                item["id"] = ident
+            sent.append(item)
+        out[name] = sent
+    return out
+
+
+class SmartEPIAdapter:
+    platform = "smartepi"
+
+    def __init__(self, client: SmartEPIClient) -> None:
+        self.client = client
+
+    def _res(self, entity: str) -> Resource:
+        return self.client.resource(resource_name(entity))
+
+    def batch_size(self, entity: str) -> int:
+        return 1
+
+    async def list_remote(self, entity: str) -> AsyncIterator[RawRemote]:
+        async for record in self._res(entity).list():
+            yield split_record(record)
+
+    async def find(self, entity: str, key_fields: Mapping[str, Any]) -> list[RawRemote]:
+        res = self._res(entity)
+        if resource_name(entity) == "employees":
+            found = await self.client.employees.find_by_natural_key(key_fields)
+        else:
+            name = key_fields.get("name")
+            found = await res.find_by_name(str(name)) if name else []
+        return [split_record(r) for r in found]
+
+    async def get(self, entity: str, remote_id: str) -> RawRemote | None:
+        from sync.errors import NotFound
+
+        try:
+            got = await self._res(entity).get(remote_id)
+        except NotFound:
+            return None
+        return split_record(got.record, got.etag)
+
+    async def create(self, entity: str, items: Sequence[CreateItem]) -> list[Written]:
+        out = []
+        for item in items:  # batch_size is 1: the executor sends one item at a time
+            body = dict(item.payload)
+            body.update({k: v for k, v in item.children.items() if k in CHILD_KEYS})
+            done = await self._res(entity).create(body)
+            out.append(Written(str(done.record["id"]), done.etag))
+        return out
+
+    async def update(
+        self,
+        entity: str,
+        remote_id: str,
+        payload: Mapping[str, Any],
+        children: Mapping[str, list[dict[str, Any]]],
+        *,
+        version: str | None,
+    ) -> Written:
+        res = self._res(entity)
+        body = dict(payload)
+        if children:
+            current = await res.get(remote_id)
+            body.update(attach_child_ids(children, current.record))
+            version = current.etag if version is None else version
+        if version is None:
+            version = (await res.get(remote_id)).etag
+        done = await res.update(remote_id, body, etag=version)
+        return Written(remote_id, done.etag)
+
+    async def delete(self, entity: str, remote_id: str, *, version: str | None) -> None:
+        res = self._res(entity)
+        if version is None:
+            version = (await res.get(remote_id)).etag
+        await res.delete(remote_id, etag=version)
+
+    def request_counts(self) -> dict[str, int]:
+        return {" ".join(k): v for k, v in self.client.counters.snapshot().items()}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,171 @@
+"""SmartKasa adapter: categories, subgroups, products and their stock cards.
+
+- Products and categories are created through the batch endpoints, one chunk per
+  ``create`` call (the executor chunks by ``batch_size`` and owns the intent log);
+  ambiguous and rejected chunks surface as ``AmbiguousWrite``/``BatchRejected``.
+- Stock cards are the ``cards`` children of a product, one per shop, keyed by
+  ``shop_id``: listed once per collect (``GET /inventory/cards`` returns them all) and
+  written after the product (POST for a new product, upsert otherwise). ``count`` is
+  an absolute value (contract §5.5), so a push races with till sales in between.
+- Updates: PATCH for products, PUT elsewhere; only the owned, changed fields are sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from sync.clients.smartkasa.client import SmartKasaClient
+from sync.engine.adapters.base import CreateItem, RawRemote, Written
+from sync.errors import AmbiguousWrite, NotFound
+
+BATCHED = frozenset({"products", "categories"})
+_SERVER_FIELDS = frozenset(
+    {
+        "id",
+        "created_at",
+        "updated_at",
+        "owner_id",
+        "user_id",
+        "cards",
+        "category",
+        "category_type",
+        "partner",
+        "stock",
+        "tax_amount",
+    }
+)
+_CARD_FIELDS = ("shop_id", "count", "counting_enabled")
+
+
+def _record(model: Any) -> dict[str, Any]:
+    return model.model_dump() if hasattr(model, "model_dump") else dict(model)
+
+
+def _card(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A card as compared with the ERP: shop ids are integers on SmartKasa (contract §5.7)."""
+    out = {k: rec.get(k) for k in _CARD_FIELDS}
+    shop = out.get("shop_id")
+    if isinstance(shop, str) and shop.isdigit():
+        out["shop_id"] = int(shop)
+    return out
+
+
+class SmartKasaAdapter:
+    platform = "smartkasa"
+
+    def __init__(self, client: SmartKasaClient, *, batch_size: int = 100) -> None:
+        self.client = client
+        self._batch = batch_size
+        self._cards: dict[str, list[dict[str, Any]]] | None = None
+
+    def _res(self, entity: str) -> Any:
+        res = getattr(self.client, entity.replace("-", "_"), None)
+        if res is None:
+            raise KeyError(f"smartkasa has no resource {entity!r}")
+        return res
+
+    def batch_size(self, entity: str) -> int:
+        return self._batch if entity in BATCHED else 1
+
+    async def _all_cards(self) -> dict[str, list[dict[str, Any]]]:
+        if self._cards is None:
+            grouped: dict[str, list[dict[str, Any]]] = {}
+            async for card in self.client.cards.iterate():
+                rec = _record(card)
+                grouped.setdefault(str(rec.get("product_id")), []).append(_card(rec))
+            self._cards = grouped
+        return self._cards
+
+    def _split(self, entity: str, rec: Mapping[str, Any], cards: list[dict[str, Any]] | None) -> RawRemote:
+        fields = {k: v for k, v in rec.items() if k not in _SERVER_FIELDS}
+        children = {"cards": cards} if entity == "products" and cards is not None else {}
+        return RawRemote(str(rec["id"]), fields, children, None)
+
+    async def list_remote(self, entity: str) -> AsyncIterator[RawRemote]:
+        cards = await self._all_cards() if entity == "products" else {}
+        async for model in self._res(entity).iterate():
+            rec = _record(model)
+            yield self._split(entity, rec, cards.get(str(rec["id"]), []))
+
+    async def find(self, entity: str, key_fields: Mapping[str, Any]) -> list[RawRemote]:
+        found: list[Any]
+        if entity == "products":
+            number = key_fields.get("number")
+            found = await self.client.products.find_by_number(str(number)) if number else []
+        elif entity == "categories":
+            title = key_fields.get("title")
+            found = (
+                await self.client.categories.find(str(title), key_fields.get("parent_id")) if title else []
+            )
+        else:
+            title = key_fields.get("title")
+            found = [m async for m in self._res(entity).iterate(title=title)] if title else []
+        return [self._split(entity, _record(m), None) for m in found]
+
+    async def get(self, entity: str, remote_id: str) -> RawRemote | None:
+        try:
+            model = await self._res(entity).get(remote_id)
+        except NotFound:
+            return None
+        rec = _record(model)
+        cards = [_card(c) for c in rec.get("cards") or []]
+        return self._split(entity, rec, cards if entity == "products" else None)
+
+    async def create(self, entity: str, items: Sequence[CreateItem]) -> list[Written]:
+        res = self._res(entity)
+        payloads = [dict(i.payload) for i in items]
+        if entity in BATCHED:
+            ids = await res.create_many(payloads)
+        else:
+            ids = []
+            for p in payloads:
+                created = await res.create(p)
+                ids.append(created if isinstance(created, str) else str(created.id))
+        written = [Written(str(i)) for i in ids]
+        if entity == "products" and len(written) == len(items):
+            for item, w in zip(items, written, strict=True):
+                await self._write_cards(w.remote_id, item.children.get("cards") or [], new=True)
+        return written
+
+    async def _write_cards(self, product_id: str, cards: list[dict[str, Any]], *, new: bool) -> None:
+        """New product: POST each card (nothing to find). Existing: upsert per shop. A card POST
+        whose answer is lost is resolved by the upsert's lookup, never blindly resent."""
+        for card in cards:
+            shop = str(card.get("shop_id"))
+            count = card.get("count") or 0
+            enabled = card.get("counting_enabled")
+            if new:
+                fields: dict[str, Any] = {"product_id": product_id, "shop_id": shop, "count": count}
+                if enabled is not None:
+                    fields["counting_enabled"] = enabled
+                try:
+                    await self.client.cards.create(fields)
+                    continue
+                except AmbiguousWrite:
+                    pass
+            await self.client.cards.upsert(product_id, shop, count=count, counting_enabled=enabled)
+
+    async def update(
+        self,
+        entity: str,
+        remote_id: str,
+        payload: Mapping[str, Any],
+        children: Mapping[str, list[dict[str, Any]]],
+        *,
+        version: str | None,
+    ) -> Written:
+        if payload:
+            await self._res(entity).update(remote_id, dict(payload))
+        if entity == "products" and children.get("cards") is not None:
+            await self._write_cards(remote_id, children["cards"], new=False)
+        return Written(remote_id, None)
+
+    async def delete(self, entity: str, remote_id: str, *, version: str | None) -> None:
+        await self._res(entity).delete(remote_id)
+
+    def request_counts(self) -> dict[str, int]:
+        return {" ".join(k): v for k, v in self.client.counters.snapshot().items()}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

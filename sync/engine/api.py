@@ -1,0 +1,500 @@
+"""The engine facade: collect → plan → apply, used by the CLI, the Celery tasks and the web app.
+
+Every entry point is synchronous (it runs its own event loop for the async clients) and
+takes ids and plain values, so a task that runs twice does the same thing twice: the
+intent log, the bindings and the bases make the second run a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import httpx
+
+from sync.core.mapping import MapContext
+from sync.core.plan import Plan
+from sync.core.planner import EntityInputs, make_plan
+from sync.core.records import Desired, EntityPolicy, Platform, QuarantineEntry, Remote
+from sync.core.remote_view import to_remote
+from sync.engine.adapters.base import PlatformAdapter, RawRemote
+from sync.engine.apply import ApplyContext, ApplyResult, Executor
+from sync.engine.runtime import TenantRuntime, build_runtime
+from sync.errors import ErpsyncError, SourceError, utcnow
+from sync.redact import scrub
+from sync.settings import Settings
+from sync.state.models import AdoptedEdit
+from sync.state.store import StateStore
+
+log = logging.getLogger("erpsync.engine")
+
+Mode = Literal["fast", "full"]
+Fence = Callable[[], None]
+ProgressHook = Callable[[str, str, int], None]
+PlanHook = Callable[[Plan], None]
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    tenant: str
+    kind: str
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)  # "platform/entity/action/outcome" -> n
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)  # platform -> "METHOD path status" -> n
+    duration: float = 0.0
+    plan_hash: str | None = None
+    resolved_intents: int = 0
+    quarantined: int = 0
+
+    @property
+    def total_requests(self) -> int:
+        return sum(sum(v.values()) for v in self.requests.values())
+
+    def writes(self) -> int:
+        return sum(
+            n
+            for reqs in self.requests.values()
+            for k, n in reqs.items()
+            if k.split(" ", 1)[0] in ("POST", "PUT", "PATCH", "DELETE") and "/auth/" not in k
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "tenant": self.tenant,
+            "kind": self.kind,
+            "status": self.status,
+            "counts": dict(self.counts),
+            "requests": {p: dict(r) for p, r in self.requests.items()},
+            "total_requests": self.total_requests,
+            "duration": round(self.duration, 3),
+            "plan_hash": self.plan_hash,
+            "resolved_intents": self.resolved_intents,
+            "quarantined": self.quarantined,
+        }
+
+
+@dataclass
+class Collected:
+    policies: dict[tuple[str, str], EntityPolicy]
+    inputs: dict[tuple[str, str], EntityInputs]
+    quarantine: dict[tuple[str, str], list[QuarantineEntry]]
+    complete: bool
+    erp_hashes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+
+def remote_fields(
+    rt: TenantRuntime, policy: EntityPolicy, raw: RawRemote, reverse: Mapping[str, Mapping[str, str]]
+) -> Remote:
+    child_keys: Mapping[str, Any] | None = None
+    try:
+        em = rt.mappings.entity(policy.platform, policy.entity)
+        child_keys = {name: None for name in em.child_keys}
+    except ErpsyncError:
+        child_keys = None
+    data = {**raw.fields, **raw.children}
+    return to_remote(
+        policy,
+        raw.remote_id,
+        data,
+        reverse,
+        raw.version,
+        child_keys={k: v for k, v in (child_keys or {}).items() if v is not None} or None,
+    )
+
+
+class Engine:
+    """See module docstring. One instance per process is enough (it caches runtimes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: StateStore | None = None,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or StateStore(settings.state_url)
+        self.transports = dict(transports or {})
+        self._runtimes: dict[str, TenantRuntime] = {}
+
+    def runtime(self, tenant_id: str | None) -> TenantRuntime:
+        tid, _ = self.settings.tenant(tenant_id)
+        if tid not in self._runtimes:
+            self._runtimes[tid] = build_runtime(
+                self.settings, tid, store=self.store, transports=self.transports
+            )
+        return self._runtimes[tid]
+
+    def source_entities(self, tenant_id: str | None) -> list[str]:
+        rt = self.runtime(tenant_id)
+        out: dict[str, None] = {}
+        for platform in rt.platforms():
+            for name in rt.mappings.source_entities(platform):
+                out[name] = None
+        return list(out)
+
+    # --- collect --------------------------------------------------------------------------
+
+    async def _collect(
+        self,
+        rt: TenantRuntime,
+        adapters: Mapping[str, PlatformAdapter],
+        mode: Mode,
+        keys: Mapping[str, set[str]] | None = None,
+    ) -> Collected:
+        """Read the ERP (all of it, or only ``keys`` per ERP entity), the bases and, in full
+        mode, every remote record; map, validate and hand plain data to the planner."""
+        policies = rt.policies()
+        inputs: dict[tuple[str, str], EntityInputs] = {}
+        quarantine: dict[tuple[str, str], list[QuarantineEntry]] = {}
+        complete = keys is None
+        hashes: dict[tuple[str, str], dict[str, str]] = {}
+        held_apply: dict[tuple[str, str], dict[str, str]] = {}
+        for q in self.store.quarantined(rt.tenant_id, stage="apply"):
+            held_apply.setdefault((q.platform, q.entity), {})[q.erp_key] = q.erp_hash
+        for platform in rt.platforms():
+            reverse = self.store.reverse_bindings(rt.tenant_id, platform)
+            try:
+                if keys is None:
+                    results = rt.mappings.map_all(platform, lambda ent: rt.source.read(ent))
+                else:
+                    results = {}
+                    ctx = MapContext()
+                    for em in rt.mappings.entities(platform):
+                        wanted = keys.get(em.source_entity)
+                        if not wanted:
+                            continue
+                        for child, (source, _col) in em.child_sources.items():
+                            ctx.child_rows[child] = em.group_child_rows(child, rt.source.read(source))
+                        results[em.entity] = em.map_rows(
+                            rt.source.read_keys(em.source_entity, sorted(wanted)), ctx
+                        )
+            except ErpsyncError:
+                raise
+            except Exception as exc:  # a driver error reading the ERP: transient, named
+                raise SourceError(f"reading the ERP for {platform} failed: {scrub(str(exc))}") from exc
+            for entity, result in results.items():
+                policy = policies.get((platform, entity))
+                if policy is None:
+                    continue
+                bases = self.store.load_bases(rt.tenant_id, platform, entity)
+                desired: list[Desired] = result.desired
+                held = held_apply.get((platform, entity), {})
+                held_entries = list(result.quarantine)
+                if held:
+                    # A platform-rejected row waits until its ERP data changes (or retry-failed).
+                    keep = []
+                    for d in desired:
+                        if held.get(d.erp_key) == d.erp_hash and d.erp_hash:
+                            held_entries.append(
+                                QuarantineEntry(
+                                    platform,
+                                    entity,
+                                    d.erp_key,
+                                    None,
+                                    "held",
+                                    "rejected by the platform earlier; unchanged since",
+                                    stage="apply",
+                                    erp_hash=d.erp_hash,
+                                )
+                            )
+                        else:
+                            keep.append(d)
+                            if d.erp_key in held:
+                                self.store.release(rt.tenant_id, platform, entity, d.erp_key, stage="apply")
+                    desired = keep
+                hashes[(platform, entity)] = {d.erp_key: d.erp_hash for d in desired}
+                if keys is not None:
+                    wanted_keys = {d.erp_key for d in desired} | {q.erp_key for q in result.quarantine}
+                    bases = {k: b for k, b in bases.items() if k in wanted_keys}
+                remotes: dict[str, Remote] | None = None
+                if mode == "full":
+                    remotes = {}
+                    async for raw in adapters[platform].list_remote(entity):
+                        r = remote_fields(rt, policy, raw, reverse)
+                        remotes[r.remote_id] = r
+                    if keys is not None:
+                        bound = {b.remote_id for b in bases.values()}
+                        remotes = {rid: r for rid, r in remotes.items() if rid in bound}
+                inputs[(platform, entity)] = EntityInputs(
+                    desired, bases, remotes, source_complete=complete, quarantine=held_entries
+                )
+                quarantine[(platform, entity)] = list(result.quarantine)
+        return Collected(policies, inputs, quarantine, complete, hashes)
+
+    def _save_quarantine(self, rt: TenantRuntime, col: Collected) -> int:
+        n = 0
+        for (platform, entity), entries in col.quarantine.items():
+            if col.complete:
+                self.store.replace_validation_quarantine(rt.tenant_id, platform, entity, entries)
+            else:
+                inp = col.inputs.get((platform, entity))
+                for d in inp.desired if inp else []:
+                    self.store.release(rt.tenant_id, platform, entity, d.erp_key, stage="validate")
+                self.store.quarantine(rt.tenant_id, entries)
+            n += len(entries)
+        return n
+
+    def _make_plan(self, rt: TenantRuntime, col: Collected, mode: Mode, force: bool) -> Plan:
+        return make_plan(
+            rt.tenant_id,
+            col.policies.values(),
+            col.inputs,
+            mode=mode,
+            batch_size=rt.batch_size(),
+            safety_share=rt.tenant.safety_share,
+            force=force,
+        )
+
+    # --- plan -----------------------------------------------------------------------------
+
+    def plan(self, tenant_id: str | None = None, *, mode: Mode = "full", force: bool = False) -> Plan:
+        """A dry run: nothing is written to the platforms (validation quarantine is recorded)."""
+        rt = self.runtime(tenant_id)
+
+        async def go() -> Plan:
+            adapters = rt.adapters()
+            try:
+                col = await self._collect(rt, adapters, mode)
+            finally:
+                for a in adapters.values():
+                    await a.aclose()
+            self._save_quarantine(rt, col)
+            return self._make_plan(rt, col, mode, force)
+
+        return asyncio.run(go())
+
+    # --- apply ----------------------------------------------------------------------------
+
+    def apply(
+        self,
+        tenant_id: str | None = None,
+        plan: Plan | None = None,
+        *,
+        mode: Mode = "full",
+        force: bool = False,
+        fence: Fence | None = None,
+        progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
+        kind: str = "apply",
+        keys: Mapping[str, set[str]] | None = None,
+    ) -> RunSummary:
+        """Resolve open intents, then apply ``plan`` (refused when stale) or a fresh plan."""
+        rt = self.runtime(tenant_id)
+        run_id = self.store.start_run(
+            rt.tenant_id, kind, mode if plan is None else plan.mode, plan.hash if plan else None
+        )
+        started = time.monotonic()
+
+        async def go() -> tuple[Plan, ApplyResult, int, dict[str, dict[str, int]]]:
+            adapters = rt.adapters()
+            try:
+                resolved = await self._resolve_intents(rt, adapters, fence)
+                the_mode: Mode = plan.mode if plan is not None else mode
+                col = await self._collect(rt, adapters, the_mode, keys)
+                self._save_quarantine(rt, col)
+                fresh = self._make_plan(rt, col, the_mode, force)
+                if plan is not None:
+                    plan.check_fresh(fresh.fingerprints)
+                todo = plan if plan is not None else fresh
+                if on_plan:
+                    on_plan(todo)
+                ctx = ApplyContext(
+                    tenant=rt.tenant_id,
+                    store=self.store,
+                    adapters=adapters,
+                    policies=col.policies,
+                    concurrency=rt.concurrency(),
+                    fence=fence,
+                    progress=progress,
+                    run_id=run_id,
+                    to_remote=lambda p, raw, rev: remote_fields(rt, p, raw, rev).fields,
+                    write_back=self._write_back(rt),
+                    erp_hashes=col.erp_hashes,
+                    lookup_before_create=frozenset({"smartkasa"})
+                    if keys is not None or the_mode == "fast"
+                    else frozenset(),
+                )
+                result = await Executor(ctx).run(todo)
+                requests = {p: a.request_counts() for p, a in adapters.items()}
+                return todo, result, resolved, requests
+            finally:
+                for a in adapters.values():
+                    await a.aclose()
+
+        try:
+            done_plan, result, resolved, requests = asyncio.run(go())
+        except BaseException as exc:
+            self.store.finish_run(
+                run_id, status="failed", counts={}, requests={}, error=scrub(str(exc))[:2000]
+            )
+            raise
+        for item in result.items:
+            item.run_id = run_id
+        self.store.add_run_items(result.items)
+        counts = {"/".join(k): n for k, n in sorted(result.counts.items())}
+        status = "ok" if result.failed == 0 else "partial"
+        self.store.finish_run(run_id, status=status, counts=counts, requests=requests)
+        return RunSummary(
+            run_id,
+            rt.tenant_id,
+            kind,
+            status,
+            counts,
+            requests,
+            time.monotonic() - started,
+            done_plan.hash,
+            resolved,
+            len(result.quarantined),
+        )
+
+    def reconcile(
+        self, tenant_id: str | None = None, *, mode: Mode = "full", fence: Fence | None = None
+    ) -> RunSummary:
+        return self.apply(tenant_id, mode=mode, fence=fence, kind="reconcile")
+
+    def sync_keys(
+        self, tenant_id: str | None, entity: str, keys: Iterable[str], *, fence: Fence | None = None
+    ) -> RunSummary:
+        """Sync a few ERP rows now (change events): fast mode, no deletes inferred."""
+        wanted = {str(k) for k in keys}
+        return self.apply(tenant_id, mode="fast", fence=fence, kind="sync_keys", keys={entity: wanted})
+
+    def resolve_intents(self, tenant_id: str | None = None, *, fence: Fence | None = None) -> int:
+        rt = self.runtime(tenant_id)
+
+        async def go() -> int:
+            adapters = rt.adapters()
+            try:
+                return await self._resolve_intents(rt, adapters, fence)
+            finally:
+                for a in adapters.values():
+                    await a.aclose()
+
+        return asyncio.run(go())
+
+    async def _resolve_intents(
+        self, rt: TenantRuntime, adapters: Mapping[str, PlatformAdapter], fence: Fence | None
+    ) -> int:
+        """Settle every pending/unknown intent by natural-key lookup before anything else."""
+        policies = rt.policies()
+        resolved = 0
+        for intent in self.store.open_intents(rt.tenant_id):
+            assert intent.id is not None
+            policy = policies.get((intent.platform, intent.entity))
+            adapter = adapters.get(intent.platform)
+            if policy is None or adapter is None:
+                self.store.set_intent(intent.id, "failed", error="no mapping or platform configured any more")
+                continue
+            existing = self.store.binding(rt.tenant_id, intent.platform, intent.entity, intent.erp_key)
+            if existing is not None:
+                self.store.set_intent(intent.id, "done", remote_id=existing.remote_id)
+                resolved += 1
+                continue
+            found = await adapter.find(intent.entity, intent.natural_key) if intent.natural_key else []
+            bound = set(self.store.reverse_bindings(rt.tenant_id, intent.platform).get(intent.entity, {}))
+            free = [r for r in found if r.remote_id not in bound]
+            if not free:
+                self.store.set_intent(
+                    intent.id, "abandoned", error="lookup found nothing: the create never landed"
+                )
+            elif len(free) == 1:
+                if fence:
+                    fence()
+                reverse = self.store.reverse_bindings(rt.tenant_id, intent.platform)
+                remote = remote_fields(rt, policy, free[0], reverse)
+                self.store.save_base(
+                    rt.tenant_id,
+                    intent.platform,
+                    intent.entity,
+                    intent.erp_key,
+                    remote.remote_id,
+                    remote.fields,
+                    children=remote.children,
+                    version=free[0].version,
+                )
+                self.store.set_intent(intent.id, "done", remote_id=remote.remote_id)
+            else:
+                self.store.set_intent(intent.id, "failed", error=f"{len(free)} remote records match")
+                self.store.quarantine(
+                    rt.tenant_id,
+                    [
+                        QuarantineEntry(
+                            cast(Platform, intent.platform),
+                            intent.entity,
+                            intent.erp_key,
+                            None,
+                            "ambiguous_natural_key",
+                            f"{len(free)} remote records match the natural key of an unfinished create; "
+                            "keep one and delete the others on the platform",
+                            stage="apply",
+                        )
+                    ],
+                )
+            resolved += 1
+        return resolved
+
+    def _write_back(self, rt: TenantRuntime) -> Callable[[EntityPolicy, str, dict[str, Any], str], None]:
+        """Remote edits of pull/both fields → the ERP table when writable, else adopted_edits."""
+
+        def write(policy: EntityPolicy, erp_key: str, fields: dict[str, Any], why: str) -> None:
+            em = rt.mappings.entity(policy.platform, policy.entity)
+            erp_fields = em.to_erp(fields)
+            if em.writable and erp_fields and hasattr(rt.source, "write_back"):
+                rt.source.write_back(em.source_entity, em.erp_key_field, erp_key, erp_fields)
+                return
+            self.store.add_adopted_edits(
+                AdoptedEdit(
+                    tenant=rt.tenant_id,
+                    platform=policy.platform,
+                    entity=policy.entity,
+                    erp_key=erp_key,
+                    field=name,
+                    new_value=None if value is None else str(value),
+                    resolution="pulled",
+                )
+                for name, value in (erp_fields or fields).items()
+            )
+
+        return write
+
+    # --- change detection for SQL sources ---------------------------------------------------------
+
+    def erp_changes_since(
+        self, tenant_id: str | None, entity: str, since: dt.datetime | None
+    ) -> tuple[list[str], dt.datetime | None]:
+        """ERP keys of ``entity`` rows updated after ``since`` and the newest ``updated_at`` seen."""
+        rt = self.runtime(tenant_id)
+        key_field = None
+        for platform in rt.platforms():
+            for em in rt.mappings.entities(platform):
+                if em.source_entity == entity:
+                    key_field = em.erp_key_field
+        if key_field is None:
+            return [], since
+        keys: list[str] = []
+        newest = since
+        for row in rt.source.read(entity, since=since):
+            keys.append(str(row.get(key_field)))
+            stamp = row.get("updated_at") or row.get("__updated_at__")
+            if isinstance(stamp, str):
+                try:
+                    stamp = dt.datetime.fromisoformat(stamp)
+                except ValueError:
+                    stamp = None
+            if isinstance(stamp, dt.datetime):
+                if stamp.tzinfo is None:
+                    stamp = stamp.replace(tzinfo=dt.UTC)
+                newest = stamp if newest is None or stamp > newest else newest
+        return keys, newest
+
+
+def now() -> dt.datetime:
+    return utcnow()

@@ -1,0 +1,663 @@
+"""The executor: applies a plan so that every record ends up exactly once (design §3, §4).
+
+Creates follow the intent protocol with no exception:
+
+1. commit an intent (pending) before the POST; the open-intent unique index is also the
+   per-record claim, so a concurrent ``sync_keys`` and reconcile never both create;
+2. 2xx → bind (store the remote id and the agreed fields as the new base), intent done;
+3. 409 duplicate → look the record up by natural key, adopt it, then update what differs;
+4. 422 → quarantine with the platform's field, message and request id;
+5. ambiguous outcome (timeout after sending, reset, 5xx, truncated body) → intent
+   ``unknown``, look every item up by natural key; found → adopt; absent → resend. A POST
+   is never repeated without a lookup that found nothing, and a batch that ended
+   ambiguously is never resent whole;
+6. a 422 batch is split in halves (each half looked up first) until the bad rows are
+   isolated and quarantined.
+
+Updates send only the owned, changed fields; a stale version (SmartEPI 409) re-reads,
+recomputes the three-way diff of the payload fields on the fresh record, retries once,
+and otherwise reports a conflict. Bases are saved after every successful write (echo
+suppression). Actions run level by level; within a level every entity runs
+concurrently, each bounded by the platform's in-flight cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+from sync.core.keys import key_values
+from sync.core.normalize import normalize_value
+from sync.core.plan import Action, Plan
+from sync.core.records import UNBOUND_REF_PREFIX, EntityPolicy, QuarantineEntry
+from sync.engine.adapters.base import CreateItem, PlatformAdapter, RawRemote, Written
+from sync.errors import (
+    AmbiguousWrite,
+    ClientError,
+    Duplicate,
+    ErpsyncError,
+    NotFound,
+    StaleVersion,
+    StatusError,
+    Unprocessable,
+)
+from sync.redact import scrub
+from sync.state.models import RunItem
+from sync.state.store import IntentClaimed, StateStore
+
+log = logging.getLogger("erpsync.apply")
+
+Progress = Callable[[str, str, int], None]  # (platform, entity, advance)
+WriteBack = Callable[[EntityPolicy, str, dict[str, Any], str], None]  # (policy, erp_key, fields, why)
+
+
+class _Ambiguous(Exception):
+    """Several remote records match one natural key."""
+
+
+class Unresolved(Exception):
+    """A reference whose target has no binding yet (not created, failed or quarantined)."""
+
+    def __init__(self, field: str, target: str, key: str) -> None:
+        super().__init__(f"reference {field} → {target} {key!r} is not bound on the platform yet")
+        self.field, self.target, self.key = field, target, key
+
+
+@dataclass
+class ApplyResult:
+    counts: Counter[tuple[str, str, str, str]] = field(
+        default_factory=Counter
+    )  # platform, entity, kind, outcome
+    items: list[RunItem] = field(default_factory=list)
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(n for (_, _, _, outcome), n in self.counts.items() if outcome in ("failed", "deferred"))
+
+
+@dataclass
+class ApplyContext:
+    tenant: str
+    store: StateStore
+    adapters: Mapping[str, PlatformAdapter]
+    policies: Mapping[tuple[str, str], EntityPolicy]
+    concurrency: Mapping[str, int]
+    to_remote: Callable[[EntityPolicy, RawRemote, Mapping[str, Mapping[str, str]]], dict[str, Any]]
+    write_back: WriteBack | None = None
+    fence: Callable[[], None] | None = None
+    progress: Progress | None = None
+    run_id: int | None = None
+    max_resends: int = 3
+    # Platforms that do not reject duplicates (SmartKasa products): when the plan was made
+    # without reading the remote side (fast mode, change events), look up before creating.
+    lookup_before_create: frozenset[str] = frozenset()
+    # ERP content hash per (platform, entity) and key: a record error stays quarantined
+    # until this hash changes (the ERP row was fixed).
+    erp_hashes: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+
+
+class Executor:
+    """Runs one plan (see module docstring)."""
+
+    def __init__(self, ctx: ApplyContext) -> None:
+        self.ctx = ctx
+        self.result = ApplyResult()
+        self._bindings: dict[tuple[str, str], dict[str, str]] = {}
+        self._reverse: dict[str, dict[str, dict[str, str]]] = {}
+        self._sems = {p: asyncio.Semaphore(max(1, n)) for p, n in ctx.concurrency.items()}
+        self._creating: dict[tuple[str, str], set[str]] = {}
+
+    # --- bookkeeping --------------------------------------------------------------------
+
+    def bindings(self, platform: str, entity: str) -> dict[str, str]:
+        key = (platform, entity)
+        if key not in self._bindings:
+            self._bindings[key] = self.ctx.store.bindings(self.ctx.tenant, platform, entity)
+        return self._bindings[key]
+
+    def reverse(self, platform: str) -> dict[str, dict[str, str]]:
+        if platform not in self._reverse:
+            self._reverse[platform] = self.ctx.store.reverse_bindings(self.ctx.tenant, platform)
+        return self._reverse[platform]
+
+    def _note_binding(self, platform: str, entity: str, erp_key: str, remote_id: str) -> None:
+        self.bindings(platform, entity)[erp_key] = remote_id
+        self.reverse(platform).setdefault(entity, {})[remote_id] = erp_key
+
+    def _record(
+        self,
+        a: Action,
+        outcome: str,
+        detail: str = "",
+        *,
+        remote_id: str | None = None,
+        request_id: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        self.result.counts[(a.platform, a.entity, kind or a.kind, outcome)] += 1
+        self.result.items.append(
+            RunItem(
+                run_id=self.ctx.run_id or 0,
+                platform=a.platform,
+                entity=a.entity,
+                erp_key=a.erp_key,
+                action=kind or a.kind,
+                outcome=outcome,
+                remote_id=remote_id or a.remote_id,
+                request_id=request_id,
+                detail=scrub(detail)[:2000] if detail else None,
+            )
+        )
+        if self.ctx.progress:
+            self.ctx.progress(a.platform, a.entity, 1)
+        if outcome in ("failed", "deferred"):
+            log.warning("%s/%s %s %s: %s", a.platform, a.entity, a.erp_key, outcome, scrub(detail))
+
+    def _quarantine(
+        self, a: Action, exc: StatusError | Unresolved | str, rule: str = "platform_rejected"
+    ) -> None:
+        erp_hash = self.ctx.erp_hashes.get((a.platform, a.entity), {}).get(a.erp_key, "")
+        if isinstance(exc, StatusError):
+            entry = QuarantineEntry(
+                a.platform,
+                a.entity,
+                a.erp_key,
+                exc.field,
+                rule,
+                scrub(exc.message),
+                None,
+                erp_hash,
+                "apply",
+                exc.request_id,
+            )
+        else:
+            entry = QuarantineEntry(
+                a.platform, a.entity, a.erp_key, None, rule, scrub(str(exc)), None, erp_hash, "apply", None
+            )
+        self.ctx.store.quarantine(self.ctx.tenant, [entry])
+        self.result.quarantined.append(entry)
+        self._record(
+            a,
+            "quarantined",
+            entry.reason(),
+            request_id=exc.request_id if isinstance(exc, StatusError) else None,
+        )
+
+    def _fence(self) -> None:
+        if self.ctx.fence:
+            self.ctx.fence()
+
+    # --- references -----------------------------------------------------------------------
+
+    def resolve(self, policy: EntityPolicy, values: Mapping[str, Any]) -> dict[str, Any]:
+        """ERP-key references → remote ids through the bindings (raises Unresolved)."""
+        out = dict(values)
+        for name, value in values.items():
+            fp = policy.fields.get(name)
+            if fp is None or fp.ref is None or value is None:
+                continue
+            if isinstance(value, list):
+                out[name] = [self._resolve_one(policy, name, fp.ref, v) for v in value]
+            else:
+                out[name] = self._resolve_one(policy, name, fp.ref, value)
+        return out
+
+    def _resolve_one(self, policy: EntityPolicy, name: str, target: str, value: Any) -> str:
+        text = str(value)
+        if text.startswith(UNBOUND_REF_PREFIX):
+            return text[len(UNBOUND_REF_PREFIX) :]
+        remote = self.bindings(policy.platform, target).get(text)
+        if remote is None:
+            raise Unresolved(name, target, text)
+        return remote
+
+    def natural_key(self, policy: EntityPolicy, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        names: list[str] = []
+        for key in policy.natural_key:
+            names.extend(key.split("+"))
+        return {n: normalize_value(resolved.get(n)) for n in names if resolved.get(n) is not None}
+
+    # --- entry point ----------------------------------------------------------------------
+
+    async def run(self, plan: Plan) -> ApplyResult:
+        actions = sorted(plan.actions, key=lambda a: a.sort_key())
+        for _, level_actions in groupby(actions, key=lambda a: a.sort_key()[:2]):
+            batch = list(level_actions)
+            groups: dict[tuple[str, str], list[Action]] = {}
+            for a in batch:
+                groups.setdefault((a.platform, a.entity), []).append(a)
+            await asyncio.gather(*(self._run_entity(p, e, acts) for (p, e), acts in groups.items()))
+        return self.result
+
+    async def _run_entity(self, platform: str, entity: str, actions: list[Action]) -> None:
+        policy = self.ctx.policies.get((platform, entity))
+        if policy is None or platform not in self.ctx.adapters:
+            for a in actions:
+                self._record(a, "failed", f"no mapping or platform configured for {platform}/{entity}")
+            return
+        creates = [a for a in actions if a.kind == "create"]
+        others = [a for a in actions if a.kind != "create"]
+        if creates:
+            await self._create_all(policy, creates)
+        if others:
+            await asyncio.gather(*(self._guarded(policy, a) for a in others))
+
+    async def _guarded(self, policy: EntityPolicy, a: Action) -> None:
+        sem = self._sems.setdefault(a.platform, asyncio.Semaphore(8))
+        async with sem:
+            try:
+                await self._one(policy, a)
+            except Unresolved as exc:
+                self._record(a, "deferred", str(exc))
+            except Unprocessable as exc:
+                self._quarantine(a, exc)
+            except ErpsyncError as exc:
+                if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                    raise
+                self._record(
+                    a,
+                    "failed" if exc.kind != "transient" else "deferred",
+                    str(exc),
+                    request_id=getattr(exc, "request_id", None),
+                )
+
+    async def _one(self, policy: EntityPolicy, a: Action) -> None:
+        if a.kind == "skip":
+            self._record(a, "skipped", a.reason)
+        elif a.kind in ("update", "conflict", "pull"):
+            await self._update(policy, a)
+        elif a.kind == "adopt":
+            await self._adopt(policy, a)
+        elif a.kind == "deactivate":
+            await self._deactivate(policy, a)
+        elif a.kind == "delete":
+            await self._delete(policy, a)
+        else:  # pragma: no cover - the plan model rejects unknown kinds
+            self._record(a, "failed", f"unknown action {a.kind}")
+
+    # --- creates --------------------------------------------------------------------------
+
+    async def _create_all(self, policy: EntityPolicy, creates: list[Action]) -> None:
+        """Creates in waves: records whose references point at records created in the same
+        entity (category parents) wait for the wave that creates their target."""
+        pending = creates
+        creating = self._creating.setdefault((policy.platform, policy.entity), set())
+        creating.update(a.erp_key for a in creates)
+        size = max(1, self.ctx.adapters[policy.platform].batch_size(policy.entity))
+        while pending:
+            ready: list[tuple[Action, CreateItem]] = []
+            blocked: list[Action] = []
+            for a in pending:
+                if a.erp_key in self.bindings(policy.platform, policy.entity):
+                    self._record(a, "skipped", "already bound (resolved from an earlier intent)")
+                    continue
+                try:
+                    item = CreateItem(a.erp_key, self.resolve(policy, a.payload), a.children)
+                except Unresolved as exc:
+                    if exc.target == policy.entity and exc.key in creating:
+                        blocked.append(a)
+                    else:
+                        self._record(a, "deferred", str(exc))
+                    continue
+                ready.append((a, item))
+            if not ready:
+                for a in blocked:
+                    self._record(a, "deferred", "its parent in the same entity could not be created")
+                return
+            chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
+            sem = self._sems.setdefault(policy.platform, asyncio.Semaphore(8))
+
+            async def run_chunk(chunk: list[tuple[Action, CreateItem]], sem: asyncio.Semaphore = sem) -> None:
+                async with sem:
+                    await self._create_chunk(policy, chunk, attempt=0)
+
+            await asyncio.gather(*(run_chunk(c) for c in chunks))
+            for a, _ in ready:
+                creating.discard(a.erp_key)
+            pending = blocked
+
+    async def _create_chunk(
+        self, policy: EntityPolicy, chunk: Sequence[tuple[Action, CreateItem]], *, attempt: int
+    ) -> None:
+        store, tenant = self.ctx.store, self.ctx.tenant
+        if attempt == 0 and policy.platform in self.ctx.lookup_before_create:
+            chunk = await self._adopt_existing(policy, chunk)
+        live: list[tuple[Action, CreateItem, int]] = []
+        for a, item in chunk:
+            try:
+                intent = store.open_intent(
+                    tenant,
+                    a.platform,
+                    a.entity,
+                    a.erp_key,
+                    self.natural_key(policy, item.payload),
+                    item.payload,
+                    run_id=self.ctx.run_id,
+                )
+            except IntentClaimed:
+                self._record(a, "skipped", "another worker holds an open intent for this record")
+                continue
+            # The claim is ours; a concurrent writer may have finished the same record just before.
+            existing = store.binding(tenant, a.platform, a.entity, a.erp_key)
+            if existing is not None:
+                store.set_intent(intent, "abandoned", error="already bound by a concurrent writer")
+                self._note_binding(a.platform, a.entity, a.erp_key, existing.remote_id)
+                self._record(
+                    a, "skipped", "already created by a concurrent writer", remote_id=existing.remote_id
+                )
+                continue
+            live.append((a, item, intent))
+        if not live:
+            return
+        adapter = self.ctx.adapters[policy.platform]
+        try:
+            self._fence()
+            written = await adapter.create(policy.entity, [item for _, item, _ in live])
+        except Duplicate as exc:
+            # Only single creates can be told apart: the platform says it exists → adopt it.
+            for a, item, intent in live:
+                store.set_intent(intent, "unknown", error=f"409 duplicate: {exc.message}")
+                await self._adopt_by_lookup(policy, a, item, intent, why=f"409 duplicate ({exc.request_id})")
+            return
+        except Unprocessable as exc:
+            if len(live) == 1:
+                a, _item, intent = live[0]
+                store.set_intent(intent, "failed", error=str(exc))
+                self._quarantine(a, exc)
+                return
+            # A rejected batch names no row: never resend it whole. Look each item up (the
+            # contract does not say batches are atomic), then split what is left in halves.
+            for _, _, intent in live:
+                store.set_intent(intent, "unknown", error="batch rejected (422)")
+            left = await self._lookup_all(policy, live)
+            half = (len(left) + 1) // 2
+            for part in (left[:half], left[half:]):
+                if part:
+                    await self._create_chunk(policy, part, attempt=attempt)
+            return
+        except AmbiguousWrite as exc:
+            for _, _, intent in live:
+                store.set_intent(intent, "unknown", error=str(exc))
+            left = await self._lookup_all(policy, live)
+            if not left:
+                return
+            if attempt >= self.ctx.max_resends:
+                for a, _item in left:
+                    self._record(
+                        a, "deferred", f"ambiguous create, not resent after {attempt} attempts: {exc}"
+                    )
+                return
+            await self._create_chunk(policy, left, attempt=attempt + 1)
+            return
+        except ErpsyncError as exc:
+            # Not sent (connect failure, 429 after retries, a contract check): safe to abandon.
+            for a, _item, intent in live:
+                store.set_intent(intent, "failed", error=str(exc))
+                self._record(
+                    a,
+                    "deferred" if exc.kind in ("transient", "ambiguous") else "failed",
+                    str(exc),
+                    request_id=getattr(exc, "request_id", None),
+                )
+            if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                raise
+            return
+        if len(written) != len(live):
+            # The adapter verified nothing it could map: treat every item as ambiguous.
+            for _, _, intent in live:
+                store.set_intent(intent, "unknown", error="batch answer did not match the request")
+            await self._create_chunk(policy, await self._lookup_all(policy, live), attempt=attempt + 1)
+            return
+        for (a, _item, intent), w in zip(live, written, strict=True):
+            self._bind(a, w, intent)
+            self._record(a, "ok", remote_id=w.remote_id)
+
+    async def _adopt_existing(
+        self, policy: EntityPolicy, chunk: Sequence[tuple[Action, CreateItem]]
+    ) -> list[tuple[Action, CreateItem]]:
+        """Adopt items that already exist remotely (natural-key lookup); return the rest."""
+        rest: list[tuple[Action, CreateItem]] = []
+        for a, item in chunk:
+            try:
+                found = await self._find(policy, item)
+            except _Ambiguous:
+                self._quarantine(
+                    a, "several remote records match its natural key", rule="ambiguous_natural_key"
+                )
+                continue
+            if found is None:
+                rest.append((a, item))
+            else:
+                await self._adopt_found(policy, a, item, found, None)
+        return rest
+
+    async def _lookup_all(
+        self, policy: EntityPolicy, live: Sequence[tuple[Action, CreateItem, int]]
+    ) -> list[tuple[Action, CreateItem]]:
+        """Resolve ambiguous items by natural-key lookup; returns the ones to resend."""
+        left: list[tuple[Action, CreateItem]] = []
+
+        async def one(a: Action, item: CreateItem, intent: int) -> None:
+            try:
+                found = await self._find(policy, item)
+            except _Ambiguous:
+                self.ctx.store.set_intent(intent, "failed", error="several remote records match")
+                self._quarantine(
+                    a,
+                    "several remote records match its natural key; resolve by hand",
+                    rule="ambiguous_natural_key",
+                )
+                return
+            if found is None:
+                self.ctx.store.set_intent(intent, "abandoned", error="lookup found nothing; resending")
+                left.append((a, item))
+            else:
+                await self._adopt_found(policy, a, item, found, intent)
+
+        await asyncio.gather(*(one(a, item, intent) for a, item, intent in live))
+        order = {id(a): i for i, (a, _, _) in enumerate(live)}
+        left.sort(key=lambda p: order[id(p[0])])
+        return left
+
+    async def _find(self, policy: EntityPolicy, item: CreateItem) -> RawRemote | None:
+        """The one remote record matching the item's natural key; None when there is none.
+
+        Raises ``_Ambiguous`` when several unbound records match (never guess).
+        """
+        keys = self.natural_key(policy, item.payload)
+        if not keys:
+            return None
+        found = await self.ctx.adapters[policy.platform].find(policy.entity, keys)
+        wanted = key_values(item.payload, policy.natural_key)
+        matches = [r for r in found if set(key_values(r.fields, policy.natural_key)) & set(wanted)] or found
+        if not matches:
+            return None
+        if len(matches) > 1:
+            bound = set(self.reverse(policy.platform).get(policy.entity, {}))
+            free = [r for r in matches if r.remote_id not in bound]
+            if len(free) == 1:
+                return free[0]
+            raise _Ambiguous(len(matches))
+        return matches[0]
+
+    async def _adopt_by_lookup(
+        self, policy: EntityPolicy, a: Action, item: CreateItem, intent: int, *, why: str
+    ) -> None:
+        try:
+            found = await self._find(policy, item)
+        except _Ambiguous:
+            self.ctx.store.set_intent(intent, "failed", error="several remote records match")
+            self._quarantine(a, "several remote records match its natural key", rule="ambiguous_natural_key")
+            return
+        if found is None:
+            self.ctx.store.set_intent(intent, "failed", error=f"{why}, but no record matches the natural key")
+            self._quarantine(
+                a,
+                f"{why}: the platform reports a duplicate that no natural-key lookup finds "
+                "(another key, e.g. the e-mail, collides)",
+                rule="duplicate",
+            )
+        else:
+            await self._adopt_found(policy, a, item, found, intent)
+
+    async def _adopt_found(
+        self, policy: EntityPolicy, a: Action, item: CreateItem, found: RawRemote, intent: int | None
+    ) -> None:
+        """Bind an existing remote record, then update the fields that differ."""
+        remote = self.ctx.to_remote(policy, found, self.reverse(policy.platform))
+        diff = {
+            k: v
+            for k, v in a.payload.items()
+            if k in policy.fields
+            and policy.fields[k].direction != "pull"
+            and normalize_value(v) != normalize_value(remote.get(k))
+        }
+        version = found.version
+        if diff:
+            self._fence()
+            written = await self.ctx.adapters[policy.platform].update(
+                policy.entity, found.remote_id, self.resolve(policy, diff), {}, version=version
+            )
+            version = written.version
+        self._bind(a, Written(found.remote_id, version), intent)
+        self._record(
+            a,
+            "ok",
+            "adopted by natural key" + (f"; updated {sorted(diff)}" if diff else ""),
+            remote_id=found.remote_id,
+            kind="adopt",
+        )
+
+    def _bind(self, a: Action, w: Written, intent: int | None) -> None:
+        self.ctx.store.save_base(
+            self.ctx.tenant,
+            a.platform,
+            a.entity,
+            a.erp_key,
+            w.remote_id,
+            a.agreed or a.payload,
+            children=a.agreed_children or a.children,
+            version=w.version,
+        )
+        if intent is not None:
+            self.ctx.store.set_intent(intent, "done", remote_id=w.remote_id)
+        self._note_binding(a.platform, a.entity, a.erp_key, w.remote_id)
+
+    # --- updates ----------------------------------------------------------------------------
+
+    async def _adopt(self, policy: EntityPolicy, a: Action) -> None:
+        assert a.remote_id is not None
+        if a.payload or a.children:
+            self._fence()
+            written = await self.ctx.adapters[a.platform].update(
+                a.entity, a.remote_id, self.resolve(policy, a.payload), a.children, version=a.base_version
+            )
+        else:
+            written = Written(a.remote_id, a.base_version)
+        self._bind(a, written, None)
+        self._record(a, "ok", a.reason or "adopted by natural key", remote_id=a.remote_id)
+
+    async def _update(self, policy: EntityPolicy, a: Action) -> None:
+        assert a.remote_id is not None
+        adapter = self.ctx.adapters[a.platform]
+        payload, children, agreed = dict(a.payload), dict(a.children), dict(a.agreed)
+        version = a.base_version
+        pulled = a.pulled()
+        if payload or children:
+            for attempt in (0, 1):
+                try:
+                    self._fence()
+                    written = await adapter.update(
+                        a.entity, a.remote_id, self.resolve(policy, payload), children, version=version
+                    )
+                    version = written.version
+                    break
+                except StaleVersion as exc:
+                    fresh = await adapter.get(a.entity, a.remote_id)
+                    if fresh is None or attempt == 1:
+                        self._record(a, "conflict", f"stale version twice; remote changed meanwhile ({exc})")
+                        return
+                    payload, extra_pulled, agreed = self._rediff(policy, a, fresh, payload, agreed)
+                    pulled.update(extra_pulled)
+                    version = fresh.version
+                    if not payload and not children:
+                        break
+                except NotFound:
+                    self.ctx.store.unbind(self.ctx.tenant, a.platform, a.entity, a.erp_key)
+                    self._record(a, "failed", "the remote record is gone; the next plan creates it again")
+                    return
+        if pulled and self.ctx.write_back is not None:
+            self.ctx.write_back(policy, a.erp_key, pulled, a.reason or a.kind)
+        reported = [c for c in a.changes if c.kind == "conflict" and c.resolution == "report"]
+        self.ctx.store.save_base(
+            self.ctx.tenant,
+            a.platform,
+            a.entity,
+            a.erp_key,
+            a.remote_id,
+            agreed,
+            children=a.agreed_children or children,
+            version=version,
+        )
+        outcome = "conflict" if reported else "ok"
+        detail = "; ".join(f"{c.field}: ERP {c.erp!r} vs remote {c.remote!r} (reported)" for c in reported)
+        self._record(a, outcome, detail)
+
+    def _rediff(
+        self,
+        policy: EntityPolicy,
+        a: Action,
+        fresh: RawRemote,
+        payload: dict[str, Any],
+        agreed: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """Three-way diff of the payload fields against a freshly read record."""
+        remote = self.ctx.to_remote(policy, fresh, self.reverse(a.platform))
+        bases = {c.field: c.base for c in a.changes}
+        keep: dict[str, Any] = {}
+        pulled: dict[str, Any] = {}
+        agreed = dict(agreed)
+        for name, value in payload.items():
+            now = normalize_value(remote.get(name))
+            if now == normalize_value(value):
+                continue  # already there
+            if name in bases and now != normalize_value(bases[name]):
+                fp = policy.fields.get(name)
+                resolution = fp.conflict if fp else "erp_wins"
+                if resolution == "remote_wins":
+                    pulled[name] = remote.get(name)
+                    agreed[name] = remote.get(name)
+                    continue
+                if resolution == "report":
+                    agreed[name] = remote.get(name)
+                    continue
+            keep[name] = value
+        return keep, pulled, agreed
+
+    async def _deactivate(self, policy: EntityPolicy, a: Action) -> None:
+        assert a.remote_id is not None
+        field_name = policy.deactivate_field or "active"
+        self._fence()
+        written = await self.ctx.adapters[a.platform].update(
+            a.entity, a.remote_id, {field_name: False}, {}, version=a.base_version
+        )
+        agreed = dict(a.agreed) or {field_name: False}
+        self.ctx.store.save_base(
+            self.ctx.tenant, a.platform, a.entity, a.erp_key, a.remote_id, agreed, version=written.version
+        )
+        self._record(a, "ok")
+
+    async def _delete(self, policy: EntityPolicy, a: Action) -> None:
+        assert a.remote_id is not None
+        self._fence()
+        with contextlib.suppress(NotFound):  # already gone: the goal is reached
+            await self.ctx.adapters[a.platform].delete(a.entity, a.remote_id, version=a.base_version)
+        self.ctx.store.unbind(self.ctx.tenant, a.platform, a.entity, a.erp_key)
+        self._record(a, "ok")

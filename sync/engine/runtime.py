@@ -1,0 +1,178 @@
+"""A tenant's live objects, built from settings in one place (CLI, tasks and web agree).
+
+``TenantRuntime`` owns the mapping set, the ERP source, the state store and, per
+platform, a client wrapped in an adapter with the deployment's rate governor (Redis
+when ``redis_url`` is set, so every process shares one budget). Clients are async and
+bound to the event loop that uses them, so ``adapters()`` builds fresh ones per run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import httpx
+
+from sync.core.mapping import MappingSet, load_mappings
+from sync.core.records import EntityPolicy, Platform
+from sync.engine.adapters.base import PlatformAdapter
+from sync.errors import ConfigError
+from sync.settings import Settings, TenantSettings
+from sync.state.store import StateStore, TokenRow
+
+
+class StateTokenStore:
+    """SmartKasa session tokens persisted in the state store (rotation survives restarts)."""
+
+    def __init__(self, store: StateStore, tenant: str) -> None:
+        self.store, self.tenant = store, tenant
+
+    async def load(self) -> Any:
+        from sync.clients.smartkasa.auth import TokenSet
+
+        row = self.store.load_token(self.tenant, "smartkasa")
+        if row is None:
+            return None
+        return TokenSet(
+            access=row.access_token,
+            refresh=row.refresh_token or None,
+            access_expires_at=row.access_expires_at,
+            refresh_expires_at=row.refresh_expires_at,
+        )
+
+    async def save(self, tokens: Any) -> None:
+        far = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+        self.store.save_token(
+            self.tenant,
+            "smartkasa",
+            TokenRow(
+                tokens.access,
+                tokens.refresh or "",
+                tokens.access_expires_at or far,
+                tokens.refresh_expires_at or far,
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"StateTokenStore(tenant={self.tenant!r})"
+
+
+@dataclass
+class TenantRuntime:
+    tenant_id: str
+    settings: Settings
+    tenant: TenantSettings
+    store: StateStore
+    transports: Mapping[str, httpx.AsyncBaseTransport] = field(default_factory=dict)
+
+    @cached_property
+    def mappings(self) -> MappingSet:
+        """Mapping files; the tenant's SmartKasa ``shops`` table overrides the files' lookup."""
+        lookups: dict[str, dict[Any, Any]] = {}
+        if self.tenant.smartkasa and self.tenant.smartkasa.shops:
+            lookups["shops"] = dict(self.tenant.smartkasa.shops)
+        return load_mappings(self.tenant.mappings, lookups=lookups or None)
+
+    @cached_property
+    def source(self) -> Any:
+        from sync.sources import open_source
+
+        return open_source(self.tenant.erp)
+
+    def platforms(self) -> list[Platform]:
+        configured = {"smartepi": self.tenant.smartepi, "smartkasa": self.tenant.smartkasa}
+        return [p for p in self.mappings.platforms if configured.get(p) is not None]
+
+    def policies(self) -> dict[tuple[str, str], EntityPolicy]:
+        out: dict[tuple[str, str], EntityPolicy] = {}
+        for platform in self.platforms():
+            for entity, policy in self.mappings.policies(platform).items():
+                out[(platform, entity)] = policy
+        return out
+
+    def concurrency(self) -> dict[str, int]:
+        out = {}
+        if self.tenant.smartepi:
+            out["smartepi"] = self.tenant.smartepi.rate.concurrency
+        if self.tenant.smartkasa:
+            out["smartkasa"] = self.tenant.smartkasa.rate.concurrency
+        return out
+
+    def batch_size(self) -> int:
+        return self.tenant.smartkasa.batch_size if self.tenant.smartkasa else 100
+
+    def adapters(self) -> dict[str, PlatformAdapter]:
+        """Fresh clients + adapters for the current event loop."""
+        from sync.clients.governor import RateLimits, make_governor
+
+        out: dict[str, PlatformAdapter] = {}
+        redis_url = self.settings.redis_url
+        platforms = self.platforms()
+        if "smartepi" in platforms and self.tenant.smartepi:
+            from sync.clients.smartepi.client import SmartEPIClient
+            from sync.engine.adapters.smartepi import SmartEPIAdapter
+
+            epi = self.tenant.smartepi
+            gov = make_governor(
+                RateLimits(epi.rate.requests_per_second, epi.rate.burst, epi.rate.concurrency),
+                key=f"erpsync:gov:smartepi:{self.tenant_id}",
+                redis_url=redis_url,
+            )
+            epi_client = SmartEPIClient(
+                epi.base_url,
+                epi.api_key,
+                account=self.tenant_id,
+                governor=gov,
+                transport=self.transports.get("smartepi"),
+                timeout=epi.timeout_seconds,
+                max_connections=max(epi.rate.concurrency, 4),
+            )
+            out["smartepi"] = SmartEPIAdapter(epi_client)
+        if "smartkasa" in platforms and self.tenant.smartkasa:
+            from sync.clients.smartkasa.client import SmartKasaClient
+            from sync.clients.smartkasa.config import SmartKasaSettings as ClientSettings
+            from sync.engine.adapters.smartkasa import SmartKasaAdapter
+
+            kasa = self.tenant.smartkasa
+            gov = make_governor(
+                RateLimits(kasa.rate.requests_per_second, kasa.rate.burst, kasa.rate.concurrency),
+                key=f"erpsync:gov:smartkasa:{self.tenant_id}",
+                redis_url=redis_url,
+            )
+            client_settings = ClientSettings(
+                base_url=kasa.base_url,
+                api_key=kasa.api_key,
+                phone_number=kasa.phone,
+                password=kasa.password,
+                auth_scheme=kasa.auth_scheme,
+                body_style=kasa.body_style,
+                refresh_margin_seconds=kasa.refresh_margin_seconds,
+                batch_size=kasa.batch_size,
+                timeout=kasa.timeout_seconds,
+                max_connections=max(kasa.rate.concurrency, 4),
+            )
+            kasa_client = SmartKasaClient(
+                client_settings,
+                account=self.tenant_id,
+                governor=gov,
+                transport=self.transports.get("smartkasa"),
+                token_store=StateTokenStore(self.store, self.tenant_id),
+            )
+            out["smartkasa"] = SmartKasaAdapter(kasa_client, batch_size=kasa.batch_size)
+        return out
+
+
+def build_runtime(
+    settings: Settings,
+    tenant_id: str | None,
+    *,
+    store: StateStore | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> TenantRuntime:
+    tid, tenant = settings.tenant(tenant_id)
+    if tenant.smartepi is None and tenant.smartkasa is None:
+        raise ConfigError(f"tenants.{tid}: no platform configured")
+    return TenantRuntime(tid, settings, tenant, store or StateStore(settings.state_url), transports or {})
