@@ -13,8 +13,12 @@ import datetime as dt
 import hashlib
 import json
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from typing import Any
+
+# Exact arithmetic for canonicalization: the default context (28 digits) would round long
+# values in ``normalize()`` and make ``quantize()`` raise for integers above 28 digits.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def normalize_decimal(value: Decimal) -> Decimal:
@@ -23,10 +27,10 @@ def normalize_decimal(value: Decimal) -> Decimal:
         return value
     if value == 0:
         return Decimal(0)
-    value = value.normalize()
-    sign, digits, exponent = value.as_tuple()
+    value = value.normalize(_EXACT)
+    exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:
-        return value.quantize(Decimal(1))
+        return value.quantize(Decimal(1), context=_EXACT)
     return value
 
 
@@ -57,7 +61,9 @@ def normalize_value(value: Any) -> Any:
         s = normalize_string(value)
         return s if s != "" else None
     if isinstance(value, dict):
-        return {str(k): normalize_value(v) for k, v in sorted(value.items()) if v is not None}
+        # Filter after normalizing: a value that normalizes to None (" ") is dropped on the
+        # first pass already, which keeps the function idempotent.
+        return normalize_fields({str(k): v for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))})
     if isinstance(value, (list, tuple)):
         return [normalize_value(v) for v in value]
     return value

@@ -477,15 +477,14 @@ class Executor:
         found = await self.ctx.adapters[policy.platform].find(policy.entity, keys)
         wanted = key_values(item.payload, policy.natural_key)
         matches = [r for r in found if set(key_values(r.fields, policy.natural_key)) & set(wanted)] or found
-        if not matches:
+        # A remote already bound to another ERP row is never adopted (that would steal it).
+        bound = self.reverse(policy.platform).get(policy.entity, {})
+        free = [r for r in matches if bound.get(r.remote_id) in (None, item.erp_key)]
+        if not free:
             return None
-        if len(matches) > 1:
-            bound = set(self.reverse(policy.platform).get(policy.entity, {}))
-            free = [r for r in matches if r.remote_id not in bound]
-            if len(free) == 1:
-                return free[0]
-            raise _Ambiguous(len(matches))
-        return matches[0]
+        if len(free) > 1:
+            raise _Ambiguous(len(free))
+        return free[0]
 
     async def _adopt_by_lookup(
         self, policy: EntityPolicy, a: Action, item: CreateItem, intent: int, *, why: str
@@ -644,10 +643,13 @@ class Executor:
     async def _deactivate(self, policy: EntityPolicy, a: Action) -> None:
         assert a.remote_id is not None
         field_name = policy.deactivate_field or "active"
-        self._fence()
-        written = await self.ctx.adapters[a.platform].update(
-            a.entity, a.remote_id, {field_name: False}, {}, version=a.base_version
-        )
+        if a.local_only:  # already inactive remotely: only the base moves
+            written = Written(a.remote_id, a.base_version)
+        else:
+            self._fence()
+            written = await self.ctx.adapters[a.platform].update(
+                a.entity, a.remote_id, {field_name: False}, {}, version=a.base_version
+            )
         agreed = dict(a.agreed) or {field_name: False}
         self.ctx.store.save_base(
             self.ctx.tenant, a.platform, a.entity, a.erp_key, a.remote_id, agreed, version=written.version
@@ -656,8 +658,9 @@ class Executor:
 
     async def _delete(self, policy: EntityPolicy, a: Action) -> None:
         assert a.remote_id is not None
-        self._fence()
-        with contextlib.suppress(NotFound):  # already gone: the goal is reached
-            await self.ctx.adapters[a.platform].delete(a.entity, a.remote_id, version=a.base_version)
+        if not a.local_only:  # local_only: gone on both sides, only the binding is left
+            self._fence()
+            with contextlib.suppress(NotFound):  # already gone: the goal is reached
+                await self.ctx.adapters[a.platform].delete(a.entity, a.remote_id, version=a.base_version)
         self.ctx.store.unbind(self.ctx.tenant, a.platform, a.entity, a.erp_key)
         self._record(a, "ok")

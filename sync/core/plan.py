@@ -1,0 +1,325 @@
+"""The plan: a typed, ordered list of actions computed by the planner, saved as JSON.
+
+A plan is both the dry-run report and the exact input of ``apply``. Values stay in
+ERP-key space (references hold ERP keys); the executor resolves them through the
+bindings when it sends. ``fingerprints`` identify the inputs the plan was computed from,
+so ``apply`` can refuse a stale plan and say which input moved (``Plan.stale_inputs``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, get_args
+
+from sync.core.normalize import content_hash
+from sync.core.records import ConflictPolicy, Platform, QuarantineEntry
+from sync.errors import PlanError, StalePlan
+
+PLAN_VERSION = 1
+
+ActionKind = Literal["create", "adopt", "update", "pull", "conflict", "deactivate", "delete", "skip"]
+ChangeKind = Literal["push", "pull", "drift", "conflict"]
+PlanMode = Literal["fast", "full"]
+
+ACTION_KINDS: tuple[str, ...] = get_args(ActionKind)
+
+
+@dataclass(slots=True)
+class FieldChange:
+    """One field (or child collection) that differs between ERP, base and remote.
+
+    ``new`` is the value the platform holds after apply; for a pull it is also the value
+    written back to the ERP. A ``report`` conflict writes nothing (``new`` = remote value).
+    """
+
+    field: str
+    base: Any
+    erp: Any
+    remote: Any
+    new: Any
+    kind: ChangeKind
+    resolution: ConflictPolicy | None = None
+
+    @property
+    def to_erp(self) -> bool:
+        """True when apply writes ``new`` back into the ERP (sink)."""
+        return self.kind == "pull" or (self.kind == "conflict" and self.resolution == "remote_wins")
+
+
+@dataclass(slots=True)
+class Action:
+    """What apply does for one record.
+
+    ``payload`` holds the fields to send (all desired push fields for a create, only the
+    changed ones for an update); ``children`` the child collections to send whole.
+    ``agreed``/``agreed_children`` are the values both sides hold after a successful
+    apply: the executor stores them as the new base (echo suppression). A ``local_only``
+    action sends nothing: the platform already matches and only the state store changes
+    (a ``delete`` then just drops the binding).
+    """
+
+    kind: ActionKind
+    platform: Platform
+    entity: str
+    erp_key: str
+    remote_id: str | None
+    level: int
+    changes: list[FieldChange] = field(default_factory=list)
+    payload: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reason: str = ""
+    natural_key: tuple[str, str] | None = None
+    base_version: str | None = None
+    agreed: dict[str, Any] = field(default_factory=dict)
+    agreed_children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    local_only: bool = False  # the platform already matches: apply only updates the state store
+
+    def sort_key(self) -> tuple[int, int, str, str, str]:
+        """Dependency order: referenced entities first; deletes last, dependants first."""
+        if self.kind == "delete":
+            return (1, -self.level, self.entity, self.platform, self.erp_key)
+        return (0, self.level, self.entity, self.platform, self.erp_key)
+
+    def pulled(self) -> dict[str, Any]:
+        """Field values apply writes back into the ERP."""
+        return {c.field: c.new for c in self.changes if c.to_erp}
+
+
+@dataclass(slots=True)
+class Plan:
+    """A complete plan for one tenant (see module docstring)."""
+
+    tenant: str
+    mode: PlanMode
+    created_at: dt.datetime
+    actions: list[Action] = field(default_factory=list)
+    counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    request_estimate: dict[str, int] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    quarantine: list[QuarantineEntry] = field(default_factory=list)
+    # "platform/entity" -> sensitive field names, so reports can redact without the mapping.
+    sensitive: dict[str, list[str]] = field(default_factory=dict)
+    version: int = PLAN_VERSION
+
+    # --- queries -------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        """True when apply would do nothing (skips only inform)."""
+        return all(a.kind == "skip" for a in self.actions)
+
+    def sensitive_fields(self, platform: str, entity: str) -> frozenset[str]:
+        return frozenset(self.sensitive.get(f"{platform}/{entity}", ()))
+
+    def stale_inputs(self, current: dict[str, str]) -> list[str]:
+        """Fingerprint names whose value differs from ``current`` (or is missing from it)."""
+        names = sorted(set(self.fingerprints) | set(current))
+        return [n for n in names if self.fingerprints.get(n) != current.get(n)]
+
+    def check_fresh(self, current: dict[str, str]) -> None:
+        """Raise ``StalePlan`` naming every input that changed since the plan was made."""
+        stale = self.stale_inputs(current)
+        if stale:
+            raise StalePlan(f"plan {self.hash[:12]} is stale: changed since planning: {', '.join(stale)}")
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the plan (``created_at`` excluded: same inputs, same hash)."""
+        data = self.to_dict()
+        del data["created_at"]
+        return content_hash(data)
+
+    # --- JSON ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; typed values (Decimal, date, datetime) are tagged to survive."""
+        return {
+            "version": self.version,
+            "tenant": self.tenant,
+            "mode": self.mode,
+            "created_at": self.created_at.isoformat(),
+            "counts": [
+                {"platform": p, "entity": e, "kind": k, "count": n}
+                for (p, e, k), n in sorted(self.counts.items())
+            ],
+            "request_estimate": dict(sorted(self.request_estimate.items())),
+            "fingerprints": dict(sorted(self.fingerprints.items())),
+            "sensitive": {k: sorted(v) for k, v in sorted(self.sensitive.items())},
+            "quarantine": [_quarantine_to_dict(q) for q in self.quarantine],
+            "actions": [_action_to_dict(a) for a in self.actions],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, sort_keys=indent is not None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        version = data.get("version")
+        if version != PLAN_VERSION:
+            raise PlanError(
+                f"unsupported plan file version {version!r} (this erpsync reads version {PLAN_VERSION})",
+                hint="re-create the plan with this erpsync version (`erpsync plan`)",
+            )
+        try:
+            return cls(
+                version=version,
+                tenant=data["tenant"],
+                mode=data["mode"],
+                created_at=dt.datetime.fromisoformat(data["created_at"]),
+                counts={(c["platform"], c["entity"], c["kind"]): c["count"] for c in data["counts"]},
+                request_estimate=dict(data["request_estimate"]),
+                fingerprints=dict(data["fingerprints"]),
+                sensitive={k: list(v) for k, v in data.get("sensitive", {}).items()},
+                quarantine=[_quarantine_from_dict(q) for q in data["quarantine"]],
+                actions=[_action_from_dict(a) for a in data["actions"]],
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise PlanError(f"malformed plan file: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"plan file is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise PlanError("plan file is not a JSON object")
+        return cls.from_dict(data)
+
+
+def count_actions(actions: list[Action]) -> dict[tuple[str, str, str], int]:
+    counts: dict[tuple[str, str, str], int] = {}
+    for a in actions:
+        key = (a.platform, a.entity, a.kind)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+# --- typed value encoding ----------------------------------------------------------
+
+
+def encode_value(value: Any) -> Any:
+    """Tag values JSON cannot carry faithfully: ``{"$decimal": "1.5"}``, ``{"$date": …}``.
+
+    A data dict with a ``$``-key is wrapped as ``{"$dict": …}`` so it is never read as a tag.
+    """
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, dict):
+        out = {str(k): encode_value(v) for k, v in value.items()}
+        return {"$dict": out} if any(k.startswith("$") for k in out) else out
+    if isinstance(value, list | tuple):
+        return [encode_value(v) for v in value]
+    return value
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((tag, raw),) = value.items()
+            if tag == "$decimal":
+                return Decimal(raw)
+            if tag == "$datetime":
+                return dt.datetime.fromisoformat(raw)
+            if tag == "$date":
+                return dt.date.fromisoformat(raw)
+            if tag == "$dict":
+                return {k: decode_value(v) for k, v in raw.items()}
+        return {k: decode_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    return value
+
+
+def _change_to_dict(c: FieldChange) -> dict[str, Any]:
+    return {
+        "field": c.field,
+        "base": encode_value(c.base),
+        "erp": encode_value(c.erp),
+        "remote": encode_value(c.remote),
+        "new": encode_value(c.new),
+        "kind": c.kind,
+        "resolution": c.resolution,
+    }
+
+
+def _action_to_dict(a: Action) -> dict[str, Any]:
+    return {
+        "kind": a.kind,
+        "platform": a.platform,
+        "entity": a.entity,
+        "erp_key": a.erp_key,
+        "remote_id": a.remote_id,
+        "level": a.level,
+        "changes": [_change_to_dict(c) for c in a.changes],
+        "payload": encode_value(a.payload),
+        "children": encode_value(a.children),
+        "reason": a.reason,
+        "natural_key": list(a.natural_key) if a.natural_key else None,
+        "base_version": a.base_version,
+        "agreed": encode_value(a.agreed),
+        "agreed_children": encode_value(a.agreed_children),
+        "local_only": a.local_only,
+    }
+
+
+def _action_from_dict(d: dict[str, Any]) -> Action:
+    if d["kind"] not in ACTION_KINDS:
+        raise ValueError(f"unknown action kind {d['kind']!r}")
+    nk = d.get("natural_key")
+    return Action(
+        kind=d["kind"],
+        platform=d["platform"],
+        entity=d["entity"],
+        erp_key=d["erp_key"],
+        remote_id=d.get("remote_id"),
+        level=int(d["level"]),
+        changes=[
+            FieldChange(
+                field=c["field"],
+                base=decode_value(c["base"]),
+                erp=decode_value(c["erp"]),
+                remote=decode_value(c["remote"]),
+                new=decode_value(c["new"]),
+                kind=c["kind"],
+                resolution=c.get("resolution"),
+            )
+            for c in d.get("changes", [])
+        ],
+        payload=decode_value(d.get("payload", {})),
+        children=decode_value(d.get("children", {})),
+        reason=d.get("reason", ""),
+        natural_key=(nk[0], nk[1]) if nk else None,
+        base_version=d.get("base_version"),
+        agreed=decode_value(d.get("agreed", {})),
+        agreed_children=decode_value(d.get("agreed_children", {})),
+        local_only=bool(d.get("local_only", False)),
+    )
+
+
+_QUARANTINE_FIELDS = (
+    "platform",
+    "entity",
+    "erp_key",
+    "field",
+    "rule",
+    "message",
+    "value",
+    "erp_hash",
+    "stage",
+    "request_id",
+)
+
+
+def _quarantine_to_dict(q: QuarantineEntry) -> dict[str, Any]:
+    return {name: getattr(q, name) for name in _QUARANTINE_FIELDS}
+
+
+def _quarantine_from_dict(d: dict[str, Any]) -> QuarantineEntry:
+    return QuarantineEntry(**{name: d[name] for name in _QUARANTINE_FIELDS if name in d})

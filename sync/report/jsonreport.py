@@ -1,0 +1,41 @@
+"""JSON report of a plan: the plan file's structure with sensitive values masked.
+
+The saved plan (``Plan.to_json``) must keep real values, since apply sends them; the
+report form is for sharing and review.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sync.core.plan import Plan
+from sync.redact import MASK, is_secret_key, redact
+
+
+def _mask(fields: Any, secret: frozenset[str]) -> Any:
+    if not isinstance(fields, dict):
+        return fields
+    return {
+        k: (MASK if (k in secret or is_secret_key(k)) and v is not None else v) for k, v in fields.items()
+    }
+
+
+def plan_report_dict(plan: Plan) -> dict[str, Any]:
+    data = plan.to_dict()
+    for action in data["actions"]:
+        secret = plan.sensitive_fields(action["platform"], action["entity"])
+        action["payload"] = _mask(action["payload"], secret)
+        action["agreed"] = _mask(action["agreed"], secret)
+        for change in action["changes"]:
+            if change["field"] in secret or is_secret_key(change["field"]):
+                for side in ("base", "erp", "remote", "new"):
+                    if change[side] is not None:
+                        change[side] = MASK
+    redacted: dict[str, Any] = redact(data)
+    redacted["plan_hash"] = plan.hash
+    return redacted
+
+
+def render_plan_json(plan: Plan, indent: int | None = 2) -> str:
+    return json.dumps(plan_report_dict(plan), ensure_ascii=False, indent=indent)
