@@ -1,0 +1,467 @@
+"""Celery tasks: thin wrappers that take ids and call the engine (design §2, §3).
+
+Every task is safe to run twice (the engine's intent log, bindings and bases make a
+repeat a no-op), because ``acks_late`` redelivers a task whose worker died.
+
+Retries: only for errors whose ``kind`` is ``transient`` or ``ambiguous`` (an ambiguous
+write is resolved by lookup on the next attempt, never blindly resent), with
+exponential backoff, jitter and at most ``MAX_RETRIES`` attempts more. Anything else
+(a bad config, a contract breach) fails the task at once: retrying cannot fix it.
+
+Each worker process builds one ``Runtime`` (settings, state store, engine, Redis) on
+first use, after the pool forked, so no connection is shared across processes.
+``configure_runtime`` swaps the engine factory or the lease TTL (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import random
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from celery import Task
+from celery.signals import worker_process_init, worker_ready
+
+from sync import celery_app
+from sync.celery_app import app
+from sync.engine.locks import DEFAULT_LEASE_SECONDS, TenantLease
+from sync.engine.throttle import Admission, KeyThrottle, ReconcileLedger
+from sync.errors import ErpsyncError
+from sync.settings import Settings
+from sync.state.store import StateStore
+
+log = logging.getLogger("erpsync.tasks")
+
+MAX_RETRIES = 5
+MODES = ("fast", "full")
+
+
+class SummaryLike(Protocol):
+    status: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class EngineLike(Protocol):
+    """What the tasks need from ``sync.engine.api.Engine``."""
+
+    def reconcile(
+        self, tenant_id: str, *, mode: Any = "full", fence: Callable[[], None] | None = None
+    ) -> SummaryLike: ...
+
+    def sync_keys(
+        self, tenant_id: str, entity: str, keys: list[str], *, fence: Callable[[], None] | None = None
+    ) -> SummaryLike: ...
+
+    def resolve_intents(self, tenant_id: str, *, fence: Callable[[], None] | None = None) -> int: ...
+
+    def erp_changes_since(
+        self, tenant_id: str, entity: str, since: dt.datetime | None
+    ) -> tuple[list[str], dt.datetime | None]: ...
+
+    def source_entities(self, tenant_id: str) -> list[str]: ...
+
+
+EngineFactory = Callable[[Settings, StateStore], EngineLike]
+
+
+def default_engine(settings: Settings, store: StateStore) -> EngineLike:
+    from sync.engine.api import Engine
+
+    return Engine(settings, store=store)  # type: ignore[return-value]
+
+
+# --- per-process runtime ---------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    namespace: str
+    engine_factory: EngineFactory = default_engine
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> StateStore:
+        if "store" not in self._cache:
+            self._cache["store"] = StateStore(self.settings.state_url)
+        return self._cache["store"]  # type: ignore[no-any-return]
+
+    @property
+    def engine(self) -> EngineLike:
+        if "engine" not in self._cache:
+            self._cache["engine"] = self.engine_factory(self.settings, self.store)
+        return self._cache["engine"]  # type: ignore[no-any-return]
+
+    @property
+    def redis(self) -> Any:
+        if "redis" not in self._cache:
+            import redis
+
+            url = self.settings.redis_url or self.settings.celery.broker_url
+            if not url:
+                raise ErpsyncError("redis_url is not set", hint="the Celery service needs Redis")
+            self._cache["redis"] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        return self._cache["redis"]
+
+    @property
+    def throttle(self) -> KeyThrottle:
+        if "throttle" not in self._cache:
+            c = self.settings.celery
+            self._cache["throttle"] = KeyThrottle(
+                self.redis, namespace=self.namespace, window=c.debounce_seconds, ttl=c.visibility_timeout
+            )
+        return self._cache["throttle"]  # type: ignore[no-any-return]
+
+    @property
+    def ledger(self) -> ReconcileLedger:
+        if "ledger" not in self._cache:
+            self._cache["ledger"] = ReconcileLedger(self.redis, namespace=self.namespace)
+        return self._cache["ledger"]  # type: ignore[no-any-return]
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_overrides: dict[str, Any] = {}
+
+
+def configure_runtime(
+    *, engine_factory: EngineFactory | None = None, lease_seconds: float | None = None
+) -> None:
+    """Replace the engine factory and/or the lease TTL for this process (and its forks)."""
+    global _runtime
+    with _lock:
+        if engine_factory is not None:
+            _overrides["engine_factory"] = engine_factory
+        if lease_seconds is not None:
+            _overrides["lease_seconds"] = lease_seconds
+        _runtime = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime(celery_app.settings(), celery_app.namespace(), **_overrides)
+        return _runtime
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_: Any) -> None:
+    """A forked pool process must open its own connections."""
+    global _runtime
+    _runtime = None
+
+
+@worker_ready.connect
+def _resolve_intents_on_start(**_: Any) -> None:
+    """Design §3: on start-up, resolve open intents before anything else writes."""
+    for tenant in celery_app.settings().tenants:
+        resolve_intents.apply_async((tenant,))
+
+
+# --- retry policy (pure) ---------------------------------------------------------------
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ErpsyncError) and exc.kind in ("transient", "ambiguous")
+
+
+def retry_delay(
+    attempt: int, *, base: float = 2.0, cap: float = 300.0, rng: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with jitter: uniform in [half, full] of ``min(cap, base·2^attempt)``."""
+    ceiling = min(cap, base * 2 ** max(0, attempt))
+    return ceiling * (0.5 + 0.5 * rng())
+
+
+def busy_delay(attempt: int, lease_seconds: float, *, rng: Callable[[], float] = random.random) -> float:
+    """Wait for a tenant lease held by another run: poll at most every half TTL."""
+    return retry_delay(attempt, base=1.0, cap=max(1.0, lease_seconds / 2), rng=rng)
+
+
+def busy_limit(time_limit: float, lease_seconds: float) -> int:
+    """Enough polls to outlast the longest run plus a dead holder's lease (then give up)."""
+    slowest_poll = max(0.5, lease_seconds / 4)
+    return 8 + math.ceil((time_limit + 2 * lease_seconds) / slowest_poll)
+
+
+# --- intake ----------------------------------------------------------------------------
+
+
+def submit_keys(tenant: str, entity: str, keys: Sequence[str], *, rt: Runtime | None = None) -> Admission:
+    """Throttle and enqueue a change event; returns the tasks that cover its keys."""
+    rt = rt or runtime()
+    admission = rt.throttle.admit(tenant, entity, [str(k) for k in keys])
+    for task_id, (group, delay) in admission.send.items():
+        try:
+            sync_keys.apply_async((tenant, entity, group), task_id=task_id, countdown=delay or None)
+        except Exception:
+            rt.throttle.release(tenant, entity, group, task_id)  # do not absorb events nobody will sync
+            raise
+    return admission
+
+
+def _follow_up(rt: Runtime, tenant: str, entity: str, keys: Sequence[str], task_id: str) -> None:
+    follow = rt.throttle.finish(tenant, entity, keys, task_id)
+    if follow is None:
+        return
+    try:
+        sync_keys.apply_async(
+            (tenant, entity, follow.keys), task_id=follow.task_id, countdown=follow.delay or None
+        )
+    except Exception:
+        rt.throttle.release(tenant, entity, follow.keys, follow.task_id)
+        log.exception(
+            "could not enqueue the follow-up sync of %d key(s) of %s/%s", len(follow.keys), tenant, entity
+        )
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+@app.task(bind=True, name="erpsync.sync_keys", max_retries=MAX_RETRIES)
+def sync_keys(self: Task, tenant: str, entity: str, keys: list[str]) -> dict[str, Any]:
+    """Sync a few ERP rows now (change events); a burst for one key folds into one follow-up."""
+    rt = runtime()
+    task_id = self.request.id or ""
+    keys = [str(k) for k in keys]
+    rt.throttle.begin(tenant, entity, keys, task_id)
+    final = True
+    try:
+        return rt.engine.sync_keys(tenant, entity, keys).to_dict()
+    except Exception as exc:
+        if is_retryable(exc) and self.request.retries < MAX_RETRIES:
+            final = False  # the retry keeps the keys: events meanwhile fold into it or its follow-up
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+        raise
+    finally:
+        if final:
+            _follow_up(rt, tenant, entity, keys, task_id)
+
+
+@app.task(bind=True, name="erpsync.reconcile", max_retries=None)
+def reconcile(
+    self: Task, tenant: str, mode: str = "full", requested_at: int | None = None, busy: int = 0
+) -> dict[str, Any]:
+    """One reconcile of ``tenant`` under its lease; triggers that a later run covers are dropped."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    rt = runtime()
+    requested = requested_at if requested_at is not None else rt.ledger.now_ms()
+    state = {"mode": mode, "requested_at": requested, "busy": busy}
+    if rt.ledger.covered(tenant, mode, requested):
+        return {"tenant": tenant, "status": "coalesced"}
+    lease = TenantLease(rt.store, tenant, ttl=rt.lease_seconds)
+    if not lease.acquire():
+        if busy >= busy_limit(rt.settings.celery.task_time_limit, rt.lease_seconds):
+            log.warning("reconcile %s: lease still held after %d polls, giving up", tenant, busy)
+            return {"tenant": tenant, "status": "busy"}
+        raise self.retry(
+            args=(tenant,),
+            kwargs={**state, "busy": busy + 1},
+            max_retries=None,
+            countdown=busy_delay(busy, rt.lease_seconds),
+        )
+    try:
+        if rt.ledger.covered(tenant, mode, requested):  # a run finished while we waited
+            return {"tenant": tenant, "status": "coalesced"}
+        started = rt.ledger.now_ms()
+        summary = rt.engine.reconcile(tenant, mode=mode, fence=lease.fence)
+        if summary.status == "ok":
+            rt.ledger.completed(tenant, mode, started)
+        return summary.to_dict()
+    except Exception as exc:
+        used = self.request.retries - busy
+        if is_retryable(exc) and used < MAX_RETRIES:
+            raise self.retry(
+                exc=exc, args=(tenant,), kwargs=state, max_retries=None, countdown=retry_delay(used)
+            ) from exc
+        raise
+    finally:
+        lease.release()
+
+
+@app.task(bind=True, name="erpsync.resolve_intents", max_retries=MAX_RETRIES)
+def resolve_intents(self: Task, tenant: str) -> dict[str, Any]:
+    """Resolve pending/unknown creates by lookup; skipped while a reconcile (which does it too) runs."""
+    rt = runtime()
+    lease = TenantLease(rt.store, tenant, ttl=rt.lease_seconds)
+    if not lease.acquire():
+        return {"tenant": tenant, "status": "busy"}
+    try:
+        resolved = rt.engine.resolve_intents(tenant, fence=lease.fence)
+        return {"tenant": tenant, "status": "ok", "resolved": resolved}
+    except Exception as exc:
+        if is_retryable(exc) and self.request.retries < MAX_RETRIES:
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+        raise
+    finally:
+        lease.release()
+
+
+# --- SQL watermark polling ---------------------------------------------------------------
+
+
+def watermark_stream(entity: str) -> str:
+    return f"watermark:{entity}"
+
+
+def _claim_key(rt: Runtime, tenant: str, entity: str) -> str:
+    return f"{rt.namespace}:watermark-claim:{tenant}:{entity}"
+
+
+def _parse_stamp(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    stamp = dt.datetime.fromisoformat(value)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+@app.task(name="erpsync.poll_watermarks")
+def poll_watermarks(tenant: str) -> dict[str, int]:
+    """Emit ``sync_keys`` for SQL rows updated past each entity's watermark.
+
+    The watermark advances (``advance_watermark``, linked to the sync) only after that sync
+    succeeded; a claim in Redis keeps the next poll from emitting the same rows again while
+    it runs. The first poll of an entity only sets the watermark: the existing rows are
+    the full reconcile's job.
+    """
+    rt = runtime()
+    emitted: dict[str, int] = {}
+    for entity in rt.engine.source_entities(tenant):
+        claim = _claim_key(rt, tenant, entity)
+        if rt.redis.exists(claim):
+            continue
+        since = _parse_stamp(rt.store.get_cursor(tenant, "erp", watermark_stream(entity)))
+        keys, newest = rt.engine.erp_changes_since(tenant, entity, since)
+        if since is None:
+            if newest is not None:
+                rt.store.set_cursor(tenant, "erp", watermark_stream(entity), newest.isoformat())
+            continue
+        if not keys or newest is None:
+            continue
+        value = newest.isoformat()
+        if not rt.redis.set(claim, value, nx=True, ex=rt.settings.celery.visibility_timeout):
+            continue
+        try:
+            sync_keys.apply_async(
+                (tenant, entity, sorted(set(keys))),
+                link=advance_watermark.si(tenant, entity, value),
+                link_error=clear_watermark_claim.si(tenant, entity),
+            )
+        except Exception:
+            rt.redis.delete(claim)
+            raise
+        emitted[entity] = len(set(keys))
+    return emitted
+
+
+@app.task(name="erpsync.advance_watermark")
+def advance_watermark(tenant: str, entity: str, value: str) -> str | None:
+    """Move the watermark forward (never back) once the sync it covers has committed."""
+    rt = runtime()
+    stream = watermark_stream(entity)
+    current = _parse_stamp(rt.store.get_cursor(tenant, "erp", stream))
+    new = _parse_stamp(value)
+    if new is not None and (current is None or new > current):
+        rt.store.set_cursor(tenant, "erp", stream, value)
+    rt.redis.delete(_claim_key(rt, tenant, entity))
+    return rt.store.get_cursor(tenant, "erp", stream)
+
+
+@app.task(name="erpsync.clear_watermark_claim")
+def clear_watermark_claim(tenant: str, entity: str) -> None:
+    """The sync failed for good: let the next poll emit the same rows again."""
+    runtime().redis.delete(_claim_key(runtime(), tenant, entity))
+
+
+# --- inbound (webhook inbox, pulls) --------------------------------------------------------
+
+RELAY_AFTER_SECONDS = 60.0
+
+
+def _with_sink(tenant: str, work: Callable[[Any, Any], Any]) -> Any:
+    """Run ``work(tenant_settings, sink)`` with the tenant's ERP sink, closed afterwards."""
+    from sync.sinks import open_sink
+
+    rt = runtime()
+    _, tenant_settings = rt.settings.tenant(tenant)
+    sink = open_sink(tenant_settings, tenant_id=tenant, store=rt.store)
+    try:
+        return work(tenant_settings, sink)
+    finally:
+        sink.close()
+
+
+def _retrying(task: Task, work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except Exception as exc:
+        if is_retryable(exc) and task.request.retries < MAX_RETRIES:
+            raise task.retry(exc=exc, countdown=retry_delay(task.request.retries)) from exc
+        raise
+
+
+@app.task(bind=True, name="erpsync.apply_inbound", max_retries=MAX_RETRIES)
+def apply_inbound(self: Task, tenant: str, event_ids: list[int]) -> Any:
+    """Apply stored webhook events to the ERP sink (idempotent: records upsert by remote id)."""
+    from sync.engine.inbound import process_inbox
+
+    return _retrying(
+        self,
+        lambda: _jsonable(
+            _with_sink(
+                tenant, lambda conf, sink: process_inbox(runtime().store, tenant, conf, sink, list(event_ids))
+            )
+        ),
+    )
+
+
+@app.task(bind=True, name="erpsync.pull_inbound", max_retries=MAX_RETRIES)
+def pull_inbound(self: Task, tenant: str) -> Any:
+    """Beat: pull platform transactions, shifts, receipts, Z-reports and stock into the ERP sink."""
+    from sync.engine.pull import pull
+
+    return _retrying(
+        self,
+        lambda: _jsonable(_with_sink(tenant, lambda conf, sink: pull(runtime().store, tenant, conf, sink))),
+    )
+
+
+@app.task(bind=True, name="erpsync.relay_inbox", max_retries=MAX_RETRIES)
+def relay_inbox(self: Task, older_than: float = RELAY_AFTER_SECONDS) -> dict[str, int]:
+    """Beat: re-enqueue inbox events still pending after ``older_than`` s (a lost enqueue, a wait)."""
+    from sync.engine.inbound import relay
+
+    def work() -> dict[str, int]:
+        out: dict[str, int] = {}
+        for tenant, ids in relay(runtime().store, older_than):
+            enqueue_inbound(tenant, ids)
+            out[tenant] = len(ids)
+        return out
+
+    return _retrying(self, work)  # type: ignore[no-any-return]
+
+
+def enqueue_inbound(tenant: str, event_ids: Iterable[int]) -> str:
+    """``on_stored`` callback of the webhook receiver: apply the stored events soon."""
+    return str(apply_inbound.apply_async((tenant, list(event_ids))).id)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool | list | dict):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return repr(value)
