@@ -27,7 +27,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 # Keys that contain a secret-looking word but are not secrets.
-_NOT_SECRET = re.compile(r"^(access_?groups?|access_?group_?ids|accessGroupIds|access_expires_at|refresh_expires_at)$")
+_NOT_SECRET = re.compile(
+    r"^(access_?groups?|access_?group_?ids|accessGroupIds|access_expires_at|refresh_expires_at)$"
+)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

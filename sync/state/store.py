@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -68,6 +68,19 @@ def decode_value(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class BindRow:
+    """One created record to bind (see ``StateStore.bind_many``)."""
+
+    erp_key: str
+    remote_id: str
+    fields: Mapping[str, Any]
+    children: Mapping[str, Any] | None = None
+    version: str | None = None
+    erp_hash: str = ""
+    intent_id: int | None = None
+
+
 class IntentClaimed(Exception):
     """Another writer holds an open intent for this record (the per-record claim)."""
 
@@ -101,7 +114,7 @@ class StateStore:
         """Every bound record of one entity with its base snapshot, keyed by ERP key."""
         stmt = (
             select(Binding.erp_key, Binding.remote_id, BaseSnapshot.fields, BaseSnapshot.version)
-            .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)  # type: ignore[arg-type]
+            .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)
             .where(Binding.tenant == tenant, Binding.platform == platform, Binding.entity == entity)
         )
         out: dict[str, Base] = {}
@@ -135,9 +148,9 @@ class StateStore:
 
     def binding(self, tenant: str, platform: str, entity: str, erp_key: str) -> Base | None:
         with self.session() as s:
-            row = s.exec(  # type: ignore[call-overload]
+            row = s.exec(
                 select(Binding, BaseSnapshot)
-                .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)  # type: ignore[arg-type]
+                .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)
                 .where(
                     Binding.tenant == tenant,
                     Binding.platform == platform,
@@ -170,7 +183,7 @@ class StateStore:
         own = session is None
         s = session or self.session()
         try:
-            binding = s.exec(  # type: ignore[call-overload]
+            binding = s.exec(
                 select(Binding).where(
                     Binding.tenant == tenant,
                     Binding.platform == platform,
@@ -182,14 +195,15 @@ class StateStore:
                 # A remote id bound to another ERP key means the ERP re-keyed the row: move it.
                 s.execute(
                     delete(Binding).where(
-                        Binding.tenant == tenant,  # type: ignore[arg-type]
-                        Binding.platform == platform,  # type: ignore[arg-type]
-                        Binding.entity == entity,  # type: ignore[arg-type]
-                        Binding.remote_id == remote_id,  # type: ignore[arg-type]
+                        Binding.tenant == tenant,
+                        Binding.platform == platform,
+                        Binding.entity == entity,
+                        Binding.remote_id == remote_id,
                     )
                 )
-                binding = Binding(tenant=tenant, platform=platform, entity=entity, erp_key=erp_key,
-                                  remote_id=remote_id)
+                binding = Binding(
+                    tenant=tenant, platform=platform, entity=entity, erp_key=erp_key, remote_id=remote_id
+                )
                 s.add(binding)
                 s.flush()
             elif binding.remote_id != remote_id:
@@ -202,8 +216,13 @@ class StateStore:
             encoded = encode_value(data)
             snap = s.get(BaseSnapshot, binding.id)
             if snap is None:
-                snap = BaseSnapshot(binding_id=binding.id, fields=encoded, fields_hash=content_hash(encoded),
-                                    erp_hash=erp_hash, version=version)
+                snap = BaseSnapshot(
+                    binding_id=binding.id,
+                    fields=encoded,
+                    fields_hash=content_hash(encoded),
+                    erp_hash=erp_hash,
+                    version=version,
+                )
             else:
                 snap.fields = encoded
                 snap.fields_hash = content_hash(encoded)
@@ -221,10 +240,10 @@ class StateStore:
         with self.session() as s:
             s.execute(
                 delete(Binding).where(
-                    Binding.tenant == tenant,  # type: ignore[arg-type]
-                    Binding.platform == platform,  # type: ignore[arg-type]
-                    Binding.entity == entity,  # type: ignore[arg-type]
-                    Binding.erp_key == erp_key,  # type: ignore[arg-type]
+                    Binding.tenant == tenant,
+                    Binding.platform == platform,
+                    Binding.entity == entity,
+                    Binding.erp_key == erp_key,
                 )
             )
             s.commit()
@@ -252,9 +271,15 @@ class StateStore:
         run_id: int | None = None,
     ) -> int:
         """Commit a pending intent before a create; raises IntentClaimed if one is open."""
-        intent = Intent(tenant=tenant, platform=platform, entity=entity, erp_key=erp_key,
-                        natural_key=encode_value(dict(natural_key)), payload_hash=content_hash(encode_value(payload)),
-                        run_id=run_id)
+        intent = Intent(
+            tenant=tenant,
+            platform=platform,
+            entity=entity,
+            erp_key=erp_key,
+            natural_key=encode_value(dict(natural_key)),
+            payload_hash=content_hash(encode_value(payload)),
+            run_id=run_id,
+        )
         with self.session() as s:
             s.add(intent)
             try:
@@ -265,36 +290,182 @@ class StateStore:
             assert intent.id is not None
             return intent.id
 
-    def open_intents_bulk(self, tenant: str, rows: Iterable[tuple[str, str, str, Mapping[str, Any], Any]],
-                          *, run_id: int | None = None) -> dict[tuple[str, str, str], int]:
-        """Open many intents in one transaction (a SmartKasa batch); claimed ones are left out."""
-        out: dict[tuple[str, str, str], int] = {}
-        for platform, entity, erp_key, natural_key, payload in rows:
-            try:
-                out[(platform, entity, erp_key)] = self.open_intent(
-                    tenant, platform, entity, erp_key, natural_key, payload, run_id=run_id)
-            except IntentClaimed:
-                continue
+    def open_intents_many(
+        self,
+        tenant: str,
+        platform: str,
+        entity: str,
+        items: list[tuple[str, Mapping[str, Any], Any]],
+        *,
+        run_id: int | None = None,
+    ) -> dict[str, int]:
+        """Open pending intents for many records in one transaction (erp_key → intent id).
+
+        Records whose open intent is held by another writer are left out of the answer.
+        """
+        if not items:
+            return {}
+        now = utcnow()
+        rows = [
+            {
+                "tenant": tenant,
+                "platform": platform,
+                "entity": entity,
+                "erp_key": erp_key,
+                "natural_key": encode_value(dict(nk)),
+                "payload_hash": content_hash(encode_value(payload)),
+                "state": "pending",
+                "run_id": run_id,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for erp_key, nk, payload in items
+        ]
+        try:
+            with self.engine.begin() as conn:
+                got = conn.execute(
+                    insert(Intent).returning(Intent.id, Intent.erp_key),
+                    rows,
+                )
+                return {erp_key: int(iid) for iid, erp_key in got}
+        except IntegrityError:
+            out: dict[str, int] = {}
+            for erp_key, nk, payload in items:
+                try:
+                    out[erp_key] = self.open_intent(
+                        tenant, platform, entity, erp_key, nk, payload, run_id=run_id
+                    )
+                except IntentClaimed:
+                    continue
+            return out
+
+    def set_intents(self, ids: Iterable[int], state: str, *, error: str | None = None) -> None:
+        """Move many intents to ``state`` in one statement."""
+        ids = list(ids)
+        if not ids:
+            return
+        values: dict[str, Any] = {"state": state, "updated_at": utcnow(), "attempts": Intent.attempts + 1}
+        if error is not None:
+            values["error"] = error[:2000]
+        with self.engine.begin() as conn:
+            conn.execute(update(Intent).where(Intent.id.in_(ids)).values(**values))
+
+    def bound_keys(self, tenant: str, platform: str, entity: str, keys: Iterable[str]) -> dict[str, str]:
+        """erp_key → remote_id for those of ``keys`` that are bound."""
+        keys = list(keys)
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), 500):
+                stmt = select(Binding.erp_key, Binding.remote_id).where(
+                    Binding.tenant == tenant,
+                    Binding.platform == platform,
+                    Binding.entity == entity,
+                    Binding.erp_key.in_(keys[i : i + 500]),
+                )
+                out.update({k: r for k, r in conn.execute(stmt)})
         return out
 
-    def set_intent(self, intent_id: int, state: str, *, remote_id: str | None = None,
-                   error: str | None = None) -> None:
+    def bind_many(self, tenant: str, platform: str, entity: str, rows: list[BindRow]) -> None:
+        """Bind many freshly created records, store their bases and close their intents, in
+        one transaction. Rows that collide with an existing binding go through ``save_base``."""
+        if not rows:
+            return
+        now = utcnow()
+        keys = [r.erp_key for r in rows]
+        remotes = [r.remote_id for r in rows]
+        with self.session() as s:
+            clash: set[str] = set()
+            for i in range(0, len(rows), 400):
+                stmt = select(Binding.erp_key, Binding.remote_id).where(
+                    Binding.tenant == tenant,
+                    Binding.platform == platform,
+                    Binding.entity == entity,
+                    or_(
+                        Binding.erp_key.in_(keys[i : i + 400]),
+                        Binding.remote_id.in_(remotes[i : i + 400]),
+                    ),
+                )
+                for k, r in s.execute(stmt):
+                    clash.update((k, r))
+            fresh = [r for r in rows if r.erp_key not in clash and r.remote_id not in clash]
+            if fresh:
+                got = s.execute(
+                    insert(Binding).returning(Binding.id, Binding.erp_key),
+                    [
+                        {
+                            "tenant": tenant,
+                            "platform": platform,
+                            "entity": entity,
+                            "erp_key": r.erp_key,
+                            "remote_id": r.remote_id,
+                            "created_at": now,
+                        }
+                        for r in fresh
+                    ],
+                )
+                ids = {k: bid for bid, k in got}
+                bases = []
+                for r in fresh:
+                    data = dict(r.fields)
+                    if r.children:
+                        data["__children__"] = dict(r.children)
+                    encoded = encode_value(data)
+                    bases.append(
+                        {
+                            "binding_id": ids[r.erp_key],
+                            "fields": encoded,
+                            "fields_hash": content_hash(encoded),
+                            "erp_hash": r.erp_hash,
+                            "version": r.version,
+                            "synced_at": now,
+                        }
+                    )
+                s.execute(insert(BaseSnapshot), bases)
+            for r in rows:
+                if r.erp_key in clash or r.remote_id in clash:
+                    self.save_base(
+                        tenant,
+                        platform,
+                        entity,
+                        r.erp_key,
+                        r.remote_id,
+                        r.fields,
+                        children=r.children,
+                        version=r.version,
+                        erp_hash=r.erp_hash,
+                        session=s,
+                    )
+            done = [{"iid": r.intent_id, "rid": r.remote_id} for r in rows if r.intent_id is not None]
+            if done:
+                s.connection().execute(
+                    update(Intent)
+                    .where(Intent.id == bindparam("iid"))
+                    .values(
+                        state="done", remote_id=bindparam("rid"), updated_at=now, attempts=Intent.attempts + 1
+                    ),
+                    done,
+                )
+            s.commit()
+
+    def set_intent(
+        self, intent_id: int, state: str, *, remote_id: str | None = None, error: str | None = None
+    ) -> None:
         with self.session() as s:
             values: dict[str, Any] = {"state": state, "updated_at": utcnow(), "attempts": Intent.attempts + 1}
             if remote_id is not None:
                 values["remote_id"] = remote_id
             if error is not None:
                 values["error"] = error[:2000]
-            s.execute(update(Intent).where(Intent.id == intent_id).values(**values))  # type: ignore[arg-type]
+            s.execute(update(Intent).where(Intent.id == intent_id).values(**values))
             s.commit()
 
     def open_intents(self, tenant: str, platform: str | None = None) -> list[Intent]:
         with self.session() as s:
-            stmt = select(Intent).where(Intent.tenant == tenant,
-                                        Intent.state.in_(OPEN_INTENT_STATES))  # type: ignore[attr-defined]
+            stmt = select(Intent).where(Intent.tenant == tenant, Intent.state.in_(OPEN_INTENT_STATES))
             if platform:
                 stmt = stmt.where(Intent.platform == platform)
-            rows = list(s.exec(stmt.order_by(Intent.id)).scalars())  # type: ignore[call-overload]
+            rows = list(s.exec(stmt.order_by(Intent.id)).scalars())
             for row in rows:
                 row.natural_key = decode_value(row.natural_key)
             return rows
@@ -311,7 +482,7 @@ class StateStore:
         n = 0
         with self.session() as s:
             for e in entries:
-                row = s.exec(  # type: ignore[call-overload]
+                row = s.exec(
                     select(Quarantine).where(
                         Quarantine.tenant == tenant,
                         Quarantine.platform == e.platform,
@@ -321,9 +492,19 @@ class StateStore:
                     )
                 ).scalar_one_or_none()
                 if row is None:
-                    row = Quarantine(tenant=tenant, platform=e.platform, entity=e.entity, erp_key=e.erp_key,
-                                     stage=e.stage, field=e.field, rule=e.rule, message=e.message,
-                                     value=e.value, erp_hash=e.erp_hash, request_id=e.request_id)
+                    row = Quarantine(
+                        tenant=tenant,
+                        platform=e.platform,
+                        entity=e.entity,
+                        erp_key=e.erp_key,
+                        stage=e.stage,
+                        field=e.field,
+                        rule=e.rule,
+                        message=e.message,
+                        value=e.value,
+                        erp_hash=e.erp_hash,
+                        request_id=e.request_id,
+                    )
                 else:
                     row.field, row.rule, row.message, row.value = e.field, e.rule, e.message, e.value
                     row.erp_hash, row.request_id, row.updated_at = e.erp_hash, e.request_id, utcnow()
@@ -332,8 +513,9 @@ class StateStore:
             s.commit()
         return n
 
-    def replace_validation_quarantine(self, tenant: str, platform: str, entity: str,
-                                      entries: Iterable[QuarantineEntry]) -> tuple[int, int]:
+    def replace_validation_quarantine(
+        self, tenant: str, platform: str, entity: str, entries: Iterable[QuarantineEntry]
+    ) -> tuple[int, int]:
         """Make the ``validate`` quarantine of one entity exactly ``entries``.
 
         Rows fixed in the ERP leave quarantine by themselves (they are simply not in the
@@ -344,9 +526,13 @@ class StateStore:
         with self.session() as s:
             current = {
                 q.erp_key: q
-                for q in s.exec(  # type: ignore[call-overload]
-                    select(Quarantine).where(Quarantine.tenant == tenant, Quarantine.platform == platform,
-                                             Quarantine.entity == entity, Quarantine.stage == "validate")
+                for q in s.exec(
+                    select(Quarantine).where(
+                        Quarantine.tenant == tenant,
+                        Quarantine.platform == platform,
+                        Quarantine.entity == entity,
+                        Quarantine.stage == "validate",
+                    )
                 ).scalars()
             }
             released = [q for k, q in current.items() if k not in keep]
@@ -355,10 +541,24 @@ class StateStore:
             for e in entries:
                 row = current.get(e.erp_key)
                 if row is None:
-                    row = Quarantine(tenant=tenant, platform=platform, entity=entity, erp_key=e.erp_key,
-                                     stage="validate", field=e.field, rule=e.rule, message=e.message,
-                                     value=e.value, erp_hash=e.erp_hash)
-                elif (row.rule, row.field, row.message, row.erp_hash) != (e.rule, e.field, e.message, e.erp_hash):
+                    row = Quarantine(
+                        tenant=tenant,
+                        platform=platform,
+                        entity=entity,
+                        erp_key=e.erp_key,
+                        stage="validate",
+                        field=e.field,
+                        rule=e.rule,
+                        message=e.message,
+                        value=e.value,
+                        erp_hash=e.erp_hash,
+                    )
+                elif (row.rule, row.field, row.message, row.erp_hash) != (
+                    e.rule,
+                    e.field,
+                    e.message,
+                    e.erp_hash,
+                ):
                     row.field, row.rule, row.message, row.value = e.field, e.rule, e.message, e.value
                     row.erp_hash, row.updated_at = e.erp_hash, utcnow()
                 else:
@@ -367,8 +567,9 @@ class StateStore:
             s.commit()
         return len(entries), len(released)
 
-    def quarantined(self, tenant: str, platform: str | None = None, entity: str | None = None,
-                    stage: str | None = None) -> list[Quarantine]:
+    def quarantined(
+        self, tenant: str, platform: str | None = None, entity: str | None = None, stage: str | None = None
+    ) -> list[Quarantine]:
         with self.session() as s:
             stmt = select(Quarantine).where(Quarantine.tenant == tenant)
             if platform:
@@ -377,19 +578,26 @@ class StateStore:
                 stmt = stmt.where(Quarantine.entity == entity)
             if stage:
                 stmt = stmt.where(Quarantine.stage == stage)
-            return list(s.exec(stmt.order_by(Quarantine.platform, Quarantine.entity,  # type: ignore[call-overload]
-                                             Quarantine.erp_key)).scalars())
+            return list(
+                s.exec(
+                    stmt.order_by(
+                        Quarantine.platform,
+                        Quarantine.entity,
+                        Quarantine.erp_key,
+                    )
+                ).scalars()
+            )
 
     def release(self, tenant: str, platform: str, entity: str, erp_key: str, stage: str | None = None) -> int:
         with self.session() as s:
             stmt = delete(Quarantine).where(
-                Quarantine.tenant == tenant,  # type: ignore[arg-type]
-                Quarantine.platform == platform,  # type: ignore[arg-type]
-                Quarantine.entity == entity,  # type: ignore[arg-type]
-                Quarantine.erp_key == erp_key,  # type: ignore[arg-type]
+                Quarantine.tenant == tenant,
+                Quarantine.platform == platform,
+                Quarantine.entity == entity,
+                Quarantine.erp_key == erp_key,
             )
             if stage:
-                stmt = stmt.where(Quarantine.stage == stage)  # type: ignore[arg-type]
+                stmt = stmt.where(Quarantine.stage == stage)
             n = s.execute(stmt).rowcount
             s.commit()
             return int(n or 0)
@@ -404,42 +612,81 @@ class StateStore:
             assert run.id is not None
             return run.id
 
-    def finish_run(self, run_id: int, *, status: str, counts: Mapping[str, Any], requests: Mapping[str, Any],
-                   error: str | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        counts: Mapping[str, Any],
+        requests: Mapping[str, Any],
+        error: str | None = None,
+    ) -> None:
         with self.session() as s:
-            s.execute(update(Run).where(Run.id == run_id).values(  # type: ignore[arg-type]
-                status=status, counts=dict(counts), requests=dict(requests), error=error, finished_at=utcnow()))
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status=status,
+                    counts=dict(counts),
+                    requests=dict(requests),
+                    error=error,
+                    finished_at=utcnow(),
+                )
+            )
             s.commit()
 
     def add_run_items(self, items: Iterable[RunItem]) -> None:
-        with self.session() as s:
-            s.add_all(list(items))
-            s.commit()
+        rows = [
+            {
+                c: getattr(i, c)
+                for c in (
+                    "run_id",
+                    "platform",
+                    "entity",
+                    "erp_key",
+                    "action",
+                    "outcome",
+                    "remote_id",
+                    "request_id",
+                    "detail",
+                )
+            }
+            for i in items
+        ]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            for chunk in iter_chunks(rows, 2000):
+                conn.execute(insert(RunItem), chunk)
 
     def runs(self, tenant: str | None = None, limit: int = 10) -> list[Run]:
         with self.session() as s:
             stmt = select(Run)
             if tenant:
                 stmt = stmt.where(Run.tenant == tenant)
-            return list(s.exec(stmt.order_by(Run.id.desc()).limit(limit)).scalars())  # type: ignore[call-overload,union-attr]
+            return list(s.exec(stmt.order_by(Run.id.desc()).limit(limit)).scalars())
 
     def run(self, run_id: int) -> tuple[Run | None, list[RunItem]]:
         with self.session() as s:
             run = s.get(Run, run_id)
-            items = list(s.exec(select(RunItem).where(RunItem.run_id == run_id)).scalars())  # type: ignore[call-overload]
+            items = list(s.exec(select(RunItem).where(RunItem.run_id == run_id)).scalars())
             return run, items
 
     def last_item(self, tenant: str, platform: str, entity: str, erp_key: str) -> RunItem | None:
         with self.session() as s:
             stmt = (
                 select(RunItem)
-                .join(Run, Run.id == RunItem.run_id)  # type: ignore[arg-type]
-                .where(Run.tenant == tenant, RunItem.platform == platform, RunItem.entity == entity,
-                       RunItem.erp_key == erp_key)
-                .order_by(RunItem.id.desc())  # type: ignore[union-attr]
+                .join(Run, Run.id == RunItem.run_id)
+                .where(
+                    Run.tenant == tenant,
+                    RunItem.platform == platform,
+                    RunItem.entity == entity,
+                    RunItem.erp_key == erp_key,
+                )
+                .order_by(RunItem.id.desc())
                 .limit(1)
             )
-            return s.exec(stmt).scalars().first()  # type: ignore[call-overload,no-any-return]
+            return s.exec(stmt).scalars().first()
 
     # --- cursors -----------------------------------------------------------------
 
@@ -448,8 +695,9 @@ class StateStore:
             row = s.get(Cursor, (tenant, platform, stream))
             return row.value if row else None
 
-    def set_cursor(self, tenant: str, platform: str, stream: str, value: str, *,
-                   session: Session | None = None) -> None:
+    def set_cursor(
+        self, tenant: str, platform: str, stream: str, value: str, *, session: Session | None = None
+    ) -> None:
         own = session is None
         s = session or self.session()
         try:
@@ -467,11 +715,16 @@ class StateStore:
 
     # --- inbound -----------------------------------------------------------------
 
-    def inbox_add(self, tenant: str, platform: str, event_id: str, type_: str, payload: Mapping[str, Any]) -> bool:
+    def inbox_add(
+        self, tenant: str, platform: str, event_id: str, type_: str, payload: Mapping[str, Any]
+    ) -> bool:
         """Insert one inbound event; False when it was already there (a duplicate delivery)."""
         with self.session() as s:
-            s.add(InboundEvent(tenant=tenant, platform=platform, event_id=event_id, type=type_,
-                               payload=dict(payload)))
+            s.add(
+                InboundEvent(
+                    tenant=tenant, platform=platform, event_id=event_id, type=type_, payload=dict(payload)
+                )
+            )
             try:
                 s.commit()
                 return True
@@ -479,24 +732,32 @@ class StateStore:
                 s.rollback()
                 return False
 
-    def inbox_pending(self, tenant: str | None = None, *, older_than: dt.datetime | None = None,
-                      limit: int = 500) -> list[InboundEvent]:
+    def inbox_pending(
+        self, tenant: str | None = None, *, older_than: dt.datetime | None = None, limit: int = 500
+    ) -> list[InboundEvent]:
         with self.session() as s:
-            stmt = select(InboundEvent).where(InboundEvent.status.in_(("pending", "waiting")))  # type: ignore[attr-defined]
+            stmt = select(InboundEvent).where(InboundEvent.status.in_(("pending", "waiting")))
             if tenant:
                 stmt = stmt.where(InboundEvent.tenant == tenant)
             if older_than:
                 stmt = stmt.where(InboundEvent.received_at < older_than)
-            return list(s.exec(stmt.order_by(InboundEvent.id).limit(limit)).scalars())  # type: ignore[call-overload]
+            return list(s.exec(stmt.order_by(InboundEvent.id).limit(limit)).scalars())
 
     def inbox_mark(self, event_ids: Iterable[int], status: str, error: str | None = None) -> None:
         ids = list(event_ids)
         if not ids:
             return
         with self.session() as s:
-            s.execute(update(InboundEvent).where(InboundEvent.id.in_(ids)).values(  # type: ignore[union-attr]
-                status=status, error=error, processed_at=utcnow() if status == "done" else None,
-                attempts=InboundEvent.attempts + 1))
+            s.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id.in_(ids))
+                .values(
+                    status=status,
+                    error=error,
+                    processed_at=utcnow() if status == "done" else None,
+                    attempts=InboundEvent.attempts + 1,
+                )
+            )
             s.commit()
 
     def inbound_seen(self, tenant: str, platform: str, stream: str, remote_ids: Iterable[str]) -> set[str]:
@@ -508,17 +769,24 @@ class StateStore:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 stmt = select(InboundRecord.remote_id).where(
-                    InboundRecord.tenant == tenant, InboundRecord.platform == platform,
-                    InboundRecord.stream == stream, InboundRecord.remote_id.in_(chunk))  # type: ignore[attr-defined]
+                    InboundRecord.tenant == tenant,
+                    InboundRecord.platform == platform,
+                    InboundRecord.stream == stream,
+                    InboundRecord.remote_id.in_(chunk),
+                )
                 out.update(r for (r,) in conn.execute(stmt))
         return out
 
-    def mark_inbound(self, session: Session, tenant: str, platform: str, stream: str,
-                     records: Iterable[tuple[str, str]]) -> None:
+    def mark_inbound(
+        self, session: Session, tenant: str, platform: str, stream: str, records: Iterable[tuple[str, str]]
+    ) -> None:
         """Record delivered inbound records (remote_id, content hash) inside the sink's transaction."""
         for remote_id, chash in records:
-            session.add(InboundRecord(tenant=tenant, platform=platform, stream=stream, remote_id=remote_id,
-                                      content_hash=chash))
+            session.add(
+                InboundRecord(
+                    tenant=tenant, platform=platform, stream=stream, remote_id=remote_id, content_hash=chash
+                )
+            )
 
     # --- adopted edits -----------------------------------------------------------
 
@@ -531,8 +799,8 @@ class StateStore:
         with self.session() as s:
             stmt = select(AdoptedEdit).where(AdoptedEdit.tenant == tenant)
             if unconsumed:
-                stmt = stmt.where(AdoptedEdit.consumed_at.is_(None))  # type: ignore[union-attr]
-            return list(s.exec(stmt.order_by(AdoptedEdit.id)).scalars())  # type: ignore[call-overload]
+                stmt = stmt.where(AdoptedEdit.consumed_at.is_(None))
+            return list(s.exec(stmt.order_by(AdoptedEdit.id)).scalars())
 
     # --- platform tokens -----------------------------------------------------------
 
@@ -541,18 +809,28 @@ class StateStore:
             row = s.get(PlatformToken, (tenant, platform))
             if row is None:
                 return None
-            return TokenRow(row.access_token, row.refresh_token, row.access_expires_at, row.refresh_expires_at)
+            return TokenRow(
+                row.access_token, row.refresh_token, row.access_expires_at, row.refresh_expires_at
+            )
 
     def save_token(self, tenant: str, platform: str, token: TokenRow) -> None:
         with self.session() as s:
             row = s.get(PlatformToken, (tenant, platform))
             if row is None:
-                row = PlatformToken(tenant=tenant, platform=platform, access_token=token.access_token,
-                                    refresh_token=token.refresh_token, access_expires_at=token.access_expires_at,
-                                    refresh_expires_at=token.refresh_expires_at)
+                row = PlatformToken(
+                    tenant=tenant,
+                    platform=platform,
+                    access_token=token.access_token,
+                    refresh_token=token.refresh_token,
+                    access_expires_at=token.access_expires_at,
+                    refresh_expires_at=token.refresh_expires_at,
+                )
             else:
                 row.access_token, row.refresh_token = token.access_token, token.refresh_token
-                row.access_expires_at, row.refresh_expires_at = token.access_expires_at, token.refresh_expires_at
+                row.access_expires_at, row.refresh_expires_at = (
+                    token.access_expires_at,
+                    token.refresh_expires_at,
+                )
                 row.updated_at = utcnow()
             s.add(row)
             s.commit()
@@ -592,12 +870,17 @@ class StateStore:
     def check_fence(self, name: str, holder: str, token: int) -> bool:
         with self.session() as s:
             row = s.get(Lease, name)
-            return bool(row and row.holder == holder and row.fencing_token == token and row.expires_at > utcnow())
+            return bool(
+                row and row.holder == holder and row.fencing_token == token and row.expires_at > utcnow()
+            )
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.session() as s:
-            s.execute(update(Lease).where(and_(Lease.name == name, Lease.holder == holder)).values(  # type: ignore[arg-type]
-                expires_at=utcnow() - dt.timedelta(seconds=1)))
+            s.execute(
+                update(Lease)
+                .where(and_(Lease.name == name, Lease.holder == holder))
+                .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+            )
             s.commit()
 
     # --- maintenance ---------------------------------------------------------------
@@ -606,15 +889,29 @@ class StateStore:
         """Forget everything about a tenant (tests, decommissioning)."""
         with self.session() as s:
             ids = select(Binding.id).where(Binding.tenant == tenant)
-            s.execute(delete(BaseSnapshot).where(BaseSnapshot.binding_id.in_(ids)))  # type: ignore[attr-defined]
-            for model in (Binding, Intent, Quarantine, InboundEvent, InboundRecord, AdoptedEdit, PlatformToken):
-                s.execute(delete(model).where(model.tenant == tenant))  # type: ignore[attr-defined]
+            s.execute(delete(BaseSnapshot).where(BaseSnapshot.binding_id.in_(ids)))
+            for model in (
+                Binding,
+                Intent,
+                Quarantine,
+                InboundEvent,
+                InboundRecord,
+                AdoptedEdit,
+                PlatformToken,
+            ):
+                s.execute(delete(model).where(model.tenant == tenant))
             run_ids = select(Run.id).where(Run.tenant == tenant)
-            s.execute(delete(RunItem).where(RunItem.run_id.in_(run_ids)))  # type: ignore[attr-defined]
-            s.execute(delete(Run).where(Run.tenant == tenant))  # type: ignore[arg-type]
-            s.execute(delete(Cursor).where(Cursor.tenant == tenant))  # type: ignore[arg-type]
-            s.execute(delete(Lease).where(or_(Lease.name == f"reconcile:{tenant}",  # type: ignore[arg-type]
-                                              Lease.name.like(f"{tenant}:%"))))  # type: ignore[attr-defined]
+            s.execute(delete(RunItem).where(RunItem.run_id.in_(run_ids)))
+            s.execute(delete(Run).where(Run.tenant == tenant))
+            s.execute(delete(Cursor).where(Cursor.tenant == tenant))
+            s.execute(
+                delete(Lease).where(
+                    or_(
+                        Lease.name == f"reconcile:{tenant}",
+                        Lease.name.like(f"{tenant}:%"),
+                    )
+                )
+            )
             s.commit()
 
 

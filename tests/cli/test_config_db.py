@@ -36,5 +36,7 @@ def test_db_upgrade_creates_schema(tmp_path: Path) -> None:
 
 
 def test_console_script_runs() -> None:
-    out = subprocess.run([str(Path(sys.executable).with_name("erpsync")), "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("erpsync")), "--help"], capture_output=True, text=True, check=True
+    )
     assert "erpsync" in out.stdout and "config" in out.stdout and "db" in out.stdout

@@ -27,7 +27,9 @@ def test_base_roundtrip_keeps_decimals_and_children(state_url: str, tenant_id: s
     store = StateStore(state_url)
     fields = {"name": "Luva", "price": Decimal("10.5"), "active": True}
     children = {"sizes": [{"name": "M"}, {"name": "G"}]}
-    store.save_base(tenant_id, "smartepi", "products", "P1", "prd_1", fields, children=children, version='"3"')
+    store.save_base(
+        tenant_id, "smartepi", "products", "P1", "prd_1", fields, children=children, version='"3"'
+    )
     base = store.load_bases(tenant_id, "smartepi", "products")["P1"]
     assert base.remote_id == "prd_1"
     assert base.fields == fields and isinstance(base.fields["price"], Decimal)
@@ -41,7 +43,9 @@ def test_base_roundtrip_keeps_decimals_and_children(state_url: str, tenant_id: s
 
 def test_one_open_intent_per_record(state_url: str, tenant_id: str) -> None:
     store = StateStore(state_url)
-    first = store.open_intent(tenant_id, "smartepi", "employees", "E1", {"identification": "1"}, {"name": "a"})
+    first = store.open_intent(
+        tenant_id, "smartepi", "employees", "E1", {"identification": "1"}, {"name": "a"}
+    )
     with pytest.raises(IntentClaimed):
         store.open_intent(tenant_id, "smartepi", "employees", "E1", {"identification": "1"}, {"name": "a"})
     store.set_intent(first, "unknown", error="timeout")
@@ -49,7 +53,9 @@ def test_one_open_intent_per_record(state_url: str, tenant_id: str) -> None:
         store.open_intent(tenant_id, "smartepi", "employees", "E1", {"identification": "1"}, {"name": "a"})
     assert [i.id for i in store.open_intents(tenant_id)] == [first]
     store.set_intent(first, "done", remote_id="emp_1")
-    second = store.open_intent(tenant_id, "smartepi", "employees", "E1", {"identification": "1"}, {"name": "a"})
+    second = store.open_intent(
+        tenant_id, "smartepi", "employees", "E1", {"identification": "1"}, {"name": "a"}
+    )
     assert second != first
     assert store.intent_counts(tenant_id) == {"done": 1, "pending": 1}
 
