@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from sync.core.normalize import normalize_value, parse_decimal
@@ -265,18 +265,30 @@ def event_id_for(stream: str, remote_id: str) -> str:
 def inbox_insert(
     store: StateStore, tenant: str, platform: str, event_id: str, type_: str, payload: Mapping[str, Any]
 ) -> int | None:
-    """Insert one inbound event in its own transaction; its row id, or None for a duplicate."""
-    with store.session() as s:
-        row = InboundEvent(
-            tenant=tenant, platform=platform, event_id=event_id, type=type_, payload=dict(payload)
+    """Insert one inbound event in its own transaction; its row id, or None for a duplicate.
+
+    A Core ``INSERT … RETURNING`` rather than an ORM session: this is the webhook hot path.
+    """
+    table = InboundEvent.__table__  # type: ignore[attr-defined]
+    stmt = (
+        insert(table)
+        .values(
+            tenant=tenant,
+            platform=platform,
+            event_id=event_id,
+            type=type_,
+            payload=dict(payload),
+            status="pending",
+            attempts=0,
+            received_at=utcnow(),
         )
-        s.add(row)
-        try:
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            return None
-        return row.id
+        .returning(table.c.id)
+    )
+    try:
+        with store.engine.begin() as conn:
+            return int(conn.execute(stmt).scalar_one())
+    except IntegrityError:
+        return None
 
 
 def _load(store: StateStore, tenant: str, event_ids: Sequence[int] | None, limit: int) -> list[InboundEvent]:

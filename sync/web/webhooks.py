@@ -1,0 +1,131 @@
+"""``POST /webhooks/smartepi/{tenant}``: the SmartEPI webhook receiver.
+
+Order of checks, cheapest and least revealing first, and nothing touches state until the
+signature is good:
+
+1. unknown tenant, no SmartEPI section or no webhook secret → 404 (one answer for all three,
+   so a caller cannot probe which tenants exist);
+2. body over the cap → 413 (``Content-Length`` first, then counted while streaming);
+3. missing/malformed signature header → 400; wrong signature or timestamp outside the
+   (non-negotiable, ≤ 300 s) tolerance → 401; verified over the raw bytes, in constant time;
+4. body not a JSON object with string ``id`` and ``type`` → 400;
+5. the event goes into the inbox (unique event id) in its own transaction; only after the
+   commit is 200 sent. A duplicate is answered 200 and not enqueued again.
+
+``on_stored(tenant, [inbox row id])`` enqueues the apply task. If it fails (Redis down) the
+answer is still 200: the event is durable in the inbox and the relay re-enqueues it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from sync.core.signature import SignatureMalformed, WebhookRejected, verify
+from sync.engine.inbound import EPI, inbox_insert
+from sync.redact import scrub
+from sync.settings import Settings
+from sync.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-SmartEPI-Signature"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message, **extra}, status_code=status)
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+def make_webhook_router(
+    get_settings: Callable[[], Settings],
+    get_store: Callable[[], StateStore],
+    on_stored: Callable[[str, list[int]], None],
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    clock: Callable[[], float] = time.time,
+) -> APIRouter:
+    """The receiver's router; the app mounts it and wires ``on_stored`` to the Celery task."""
+    router = APIRouter(tags=["webhooks"])
+
+    @router.post("/webhooks/smartepi/{tenant}", include_in_schema=True)
+    async def receive(tenant: str, request: Request) -> JSONResponse:
+        tenant_settings = get_settings().tenants.get(tenant)
+        epi = tenant_settings.smartepi if tenant_settings is not None else None
+        secrets = [s.get_secret_value() for s in epi.webhook_secrets] if epi is not None else []
+        if epi is None or not any(secrets):
+            return _answer(404, "no webhook endpoint here")
+        try:
+            body = await _read_capped(request, max_body_bytes)
+        except _TooLarge:
+            return _answer(413, f"body larger than {max_body_bytes} bytes")
+        try:
+            header = request.headers.get(SIGNATURE_HEADER)
+            if not header:
+                raise SignatureMalformed(f"missing {SIGNATURE_HEADER} header")
+            verify(
+                header,
+                body,
+                secrets,
+                now=int(clock()),
+                tolerance=epi.signature_tolerance_seconds,
+                key_includes_prefix=epi.signature_key_includes_prefix,
+            )
+        except WebhookRejected as exc:
+            log.warning("smartepi webhook for tenant %s rejected: %s", tenant, exc.message)
+            return _answer(exc.status, exc.message)
+        try:
+            event = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError):
+            return _answer(400, "body is not valid JSON")
+        if not isinstance(event, dict):
+            return _answer(400, "body must be a JSON object")
+        event_id, event_type = event.get("id"), event.get("type")
+        if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+            return _answer(400, "event id must be a non-empty string of at most 255 characters")
+        if not isinstance(event_type, str) or not event_type or len(event_type) > 64:
+            return _answer(400, "event type must be a non-empty string of at most 64 characters")
+        stored = await run_in_threadpool(_store_and_enqueue, get_store(), tenant, event_id, event_type, event)
+        return _answer(200, "stored" if stored else "duplicate", event_id=event_id)
+
+    def _store_and_enqueue(store: StateStore, tenant: str, event_id: str, type_: str, event: Any) -> bool:
+        """One worker-thread hop: commit to the inbox, then enqueue (a failed enqueue is the relay's job)."""
+        row_id = inbox_insert(store, tenant, EPI, event_id, type_, event)
+        if row_id is None:
+            return False
+        try:
+            on_stored(tenant, [row_id])
+        except Exception as exc:  # the inbox holds it; the relay re-enqueues
+            log.warning("enqueue of inbox row %s failed (the relay will retry): %s", row_id, scrub(str(exc)))
+        return True
+
+    return router
