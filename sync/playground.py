@@ -145,7 +145,9 @@ def start_playground(
         os.environ.update(env)
         rates = {"requests_per_second": 1000.0, "burst": 1000, "concurrency": 8, **(rate or {})}
         tenant_cfg: dict[str, Any] = {
-            "erp": {"kind": "sql", "url": f"sqlite:///{erp_path}"},
+            # funcionarios accepts write-back: console edits of `both` fields land in the ERP table.
+            "erp": {"kind": "sql", "url": f"sqlite:///{erp_path}",
+                    "entities": {"funcionarios": {"writable": True, "updated_at": "updated_at"}}},
             "mappings": [str(p) for p in (mappings or shipped_mappings())],
             "event_token": f"${{{prefix}_EVENT_TOKEN}}",
             "sink": {"kind": "sql", "url": f"sqlite:///{root / 'erp-inbound.db'}"},

@@ -116,6 +116,8 @@ class SinkSettings(_Strict):
     kind: Literal["sql", "jsonl"] = "sql"
     url: str | None = None  # sql: SQLAlchemy URL; default the ERP source URL
     directory: Path | None = None  # jsonl
+    tables: dict[str, str] = Field(default_factory=dict)  # stream -> existing ERP table to upsert into
+    prefix: str = Field("erpsync_", pattern=r"^[a-z_][a-z0-9_]*$")  # tables erpsync creates itself
 
 
 class Schedule(_Strict):

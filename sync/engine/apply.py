@@ -649,7 +649,12 @@ class Executor:
                     self._record(a, "failed", "the remote record is gone; the next plan creates it again")
                     return
         if pulled and self.ctx.write_back is not None:
-            self.ctx.write_back(policy, a.erp_key, pulled, a.reason or a.kind)
+            try:
+                self.ctx.write_back(policy, a.erp_key, pulled, a.reason or a.kind)
+            except ErpsyncError as exc:
+                # The base stays as it was, so the next plan offers the same pull again.
+                self._record(a, "failed", f"writing {sorted(pulled)} back to the ERP failed: {exc}")
+                return
         reported = [c for c in a.changes if c.kind == "conflict" and c.resolution == "report"]
         self.ctx.store.save_base(
             self.ctx.tenant,

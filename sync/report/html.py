@@ -59,7 +59,10 @@ def render_run_html(run: dict[str, Any]) -> str:
             finished=when(run.get("finished_at")),
             took=duration(run.get("duration")),
             counts=run_counts(run.get("counts") or {}),
-            requests=sorted((run.get("requests") or {}).items()),
+            requests=[
+                (platform, sum(n.values()) if isinstance(n, dict) else n)
+                for platform, n in sorted((run.get("requests") or {}).items())
+            ],
             items=run.get("items") or [],
         )
     )

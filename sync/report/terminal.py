@@ -135,9 +135,15 @@ def render_run_terminal(run: dict[str, Any], console: Console) -> None:
     if requests:
         req = Table(title="Requests", title_justify="left")
         req.add_column("platform")
-        req.add_column("requests", justify="right")
+        req.add_column("request")
+        req.add_column("count", justify="right")
         for platform, n in sorted(requests.items()):
-            req.add_row(platform, fmt(n))
+            if isinstance(n, dict):  # "METHOD route status" -> count
+                for route, count in sorted(n.items()):
+                    req.add_row(Text(platform), Text(route), fmt(count))
+                req.add_row(Text(platform, style="bold"), Text("total", style="bold"), fmt(sum(n.values())))
+            else:
+                req.add_row(Text(platform), Text("total"), fmt(n))
         console.print(req)
     items = run.get("items") or []
     if items:

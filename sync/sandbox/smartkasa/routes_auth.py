@@ -27,7 +27,7 @@ def router(sb: Sandbox) -> APIRouter:
             and not isinstance(body.get("session"), dict)
             and sb.config.body_style == "any"
         ):
-            log.warning("smartkasa sandbox: login with an unwrapped body")
+            log.debug("smartkasa sandbox: login with an unwrapped body")
         data = sb.unwrap(body, "session")
         phone, password = data.get("phone_number"), data.get("password")
         if not isinstance(phone, str) or not isinstance(password, str):

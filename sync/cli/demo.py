@@ -1,0 +1,29 @@
+"""``erpsync demo``: the embedded default, end to end, in under a minute."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sync.cli._common import console
+
+
+def demo_command(
+    folder: Annotated[Path | None, typer.Option("--dir", help="Keep everything in this folder.")] = None,
+    employees: Annotated[int, typer.Option(help="Employees in the generated ERP.")] = 120,
+) -> None:
+    """Run the whole loop against local sandboxes: plan, apply, change both sides, plan, apply, pull."""
+    from sync.demo.tour import run_tour
+    from sync.redact import install_log_redaction
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    figures = run_tour(folder, console=console, employees=employees)
+    raise typer.Exit(0 if figures.get("converged") else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)
