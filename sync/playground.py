@@ -130,32 +130,57 @@ def start_playground(
             epi_tenant.update(webhook_url=webhook_url, webhook_secret=webhook_secret)
         r = httpx.post(f"{pair.smartepi.url}/_admin/tenants", json=epi_tenant, timeout=30)
         r.raise_for_status()
-        r = httpx.post(f"{pair.smartkasa.url}/_admin/tenants",
-                       json={"api_key": kasa_key, "phone_number": "380971234567", "password": password},
-                       timeout=30)
+        r = httpx.post(
+            f"{pair.smartkasa.url}/_admin/tenants",
+            json={"api_key": kasa_key, "phone_number": "380971234567", "password": password},
+            timeout=30,
+        )
         r.raise_for_status()
         shop_ids = [int(s) for s in r.json()["shops"]]
         shops = dict(zip(ERP_SHOPS, shop_ids, strict=False))
         erp_path = root / "erp.db"
         if generate_erp:
-            generate(erp_path, employees=employees, products_epi=products_epi, products_kasa=products_kasa, seed=seed)
+            generate(
+                erp_path,
+                employees=employees,
+                products_epi=products_epi,
+                products_kasa=products_kasa,
+                seed=seed,
+            )
         prefix = f"ERPSYNC_PLAY_{secrets.token_hex(3).upper()}"
-        env = {f"{prefix}_EPI_KEY": epi_key, f"{prefix}_KASA_KEY": kasa_key, f"{prefix}_KASA_PASSWORD": password,
-               f"{prefix}_WEBHOOK_SECRET": webhook_secret, f"{prefix}_EVENT_TOKEN": secrets.token_hex(16)}
+        env = {
+            f"{prefix}_EPI_KEY": epi_key,
+            f"{prefix}_KASA_KEY": kasa_key,
+            f"{prefix}_KASA_PASSWORD": password,
+            f"{prefix}_WEBHOOK_SECRET": webhook_secret,
+            f"{prefix}_EVENT_TOKEN": secrets.token_hex(16),
+        }
         os.environ.update(env)
         rates = {"requests_per_second": 1000.0, "burst": 1000, "concurrency": 8, **(rate or {})}
         tenant_cfg: dict[str, Any] = {
             # funcionarios accepts write-back: console edits of `both` fields land in the ERP table.
-            "erp": {"kind": "sql", "url": f"sqlite:///{erp_path}",
-                    "entities": {"funcionarios": {"writable": True, "updated_at": "updated_at"}}},
+            "erp": {
+                "kind": "sql",
+                "url": f"sqlite:///{erp_path}",
+                "entities": {"funcionarios": {"writable": True, "updated_at": "updated_at"}},
+            },
             "mappings": [str(p) for p in (mappings or shipped_mappings())],
             "event_token": f"${{{prefix}_EVENT_TOKEN}}",
             "sink": {"kind": "sql", "url": f"sqlite:///{root / 'erp-inbound.db'}"},
-            "smartepi": {"base_url": pair.smartepi.url + "/v1", "api_key": f"${{{prefix}_EPI_KEY}}",
-                         "webhook_secrets": [f"${{{prefix}_WEBHOOK_SECRET}}"], "rate": dict(rates)},
-            "smartkasa": {"base_url": pair.smartkasa.url, "api_key": f"${{{prefix}_KASA_KEY}}",
-                          "phone": "380971234567", "password": f"${{{prefix}_KASA_PASSWORD}}",
-                          "shops": shops, "rate": dict(rates)},
+            "smartepi": {
+                "base_url": pair.smartepi.url + "/v1",
+                "api_key": f"${{{prefix}_EPI_KEY}}",
+                "webhook_secrets": [f"${{{prefix}_WEBHOOK_SECRET}}"],
+                "rate": dict(rates),
+            },
+            "smartkasa": {
+                "base_url": pair.smartkasa.url,
+                "api_key": f"${{{prefix}_KASA_KEY}}",
+                "phone": "380971234567",
+                "password": f"${{{prefix}_KASA_PASSWORD}}",
+                "shops": shops,
+                "rate": dict(rates),
+            },
             **(extra_tenant or {}),
         }
         config: dict[str, Any] = {

@@ -31,9 +31,13 @@ def erp_edits(erp_path: Path) -> list[str]:
     done = []
     with sqlite3.connect(erp_path) as conn:
         code, name = conn.execute("SELECT codigo, nome FROM cargos ORDER BY codigo LIMIT 1").fetchone()
-        conn.execute("UPDATE cargos SET nome = ?, updated_at = ? WHERE codigo = ?", (name + " Sênior", now, code))
+        conn.execute(
+            "UPDATE cargos SET nome = ?, updated_at = ? WHERE codigo = ?", (name + " Sênior", now, code)
+        )
         done.append(f"job role {code}: renamed to {name + ' Sênior'!r}")
-        for sku, price in conn.execute("SELECT sku, price FROM kasa_products ORDER BY sku LIMIT 2").fetchall():
+        for sku, price in conn.execute(
+            "SELECT sku, price FROM kasa_products ORDER BY sku LIMIT 2"
+        ).fetchall():
             new = f"{float(price) * 1.1:.2f}"
             conn.execute("UPDATE kasa_products SET price = ?, updated_at = ? WHERE sku = ?", (new, now, sku))
             done.append(f"product {sku}: price {price} → {new}")
@@ -41,8 +45,8 @@ def erp_edits(erp_path: Path) -> list[str]:
             "SELECT setor, centro_custo, cargo, grupo FROM funcionarios ORDER BY matricula LIMIT 1"
         ).fetchone()
         conn.execute(
-            "INSERT INTO funcionarios (matricula, nome, cpf, email, setor, centro_custo, centro_custo_2, cargo,"
-            " grupo, data_admissao, situacao, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO funcionarios (matricula, nome, cpf, email, setor, centro_custo, centro_custo_2,"
+            " cargo, grupo, data_admissao, situacao, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             ("DEMO-9001", "Joana Demonstração", None, None, *row[:2], None, *row[2:], "01/10/2026", "A", now),
         )
         done.append("employee DEMO-9001: hired (no CPF, no e-mail: gets a derived identification)")
@@ -64,13 +68,17 @@ def console_edit(pg: Playground, engine: Engine) -> str:
 
 def platform_activity(pg: Playground) -> str:
     """PPE withdrawals at the machines and a day of sales at the tills."""
-    pg.epi_admin("POST", f"/tenants/{pg.tenant}/generate", json={"kind": "withdrawals", "count": 25, "seed": 7})
+    pg.epi_admin(
+        "POST", f"/tenants/{pg.tenant}/generate", json={"kind": "withdrawals", "count": 25, "seed": 7}
+    )
     pg.epi_admin("POST", f"/tenants/{pg.tenant}/generate", json={"kind": "returns", "count": 5, "seed": 8})
     pg.kasa_admin("POST", "/generate/day", json={"seed": 9, "receipts": 20})
     return "25 withdrawals and 5 returns at the PPE machines; a day of sales at the tills"
 
 
-def run_tour(folder: Path | None = None, *, console: Console | None = None, employees: int = 120) -> dict[str, Any]:
+def run_tour(
+    folder: Path | None = None, *, console: Console | None = None, employees: int = 120
+) -> dict[str, Any]:
     """Run the demo; returns the figures it printed (tests read them)."""
     from sync.cli.apply import progress_bars, run_dict
     from sync.report import render_plan_html, render_plan_terminal, render_run_html, render_run_terminal
@@ -144,7 +152,9 @@ def _pull(pg: Playground, engine: Engine, out: Console) -> dict[str, Any]:
     data: dict[str, Any] = {"fetched": summary.fetched, "written": summary.written, "streams": {}}
     for result in summary.streams:
         data["streams"][result.stream] = result.written
-        out.print(f"  • {result.platform} {result.stream}: {result.fetched} fetched, {result.written} written")
+        out.print(
+            f"  • {result.platform} {result.stream}: {result.fetched} fetched, {result.written} written"
+        )
     return data
 
 
