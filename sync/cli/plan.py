@@ -24,14 +24,16 @@ def plan_command(
         bool, typer.Option("--fast", help="Trust bindings and bases: do not read the platforms.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Allow a plan that trips the safety valve.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON on stdout (sensitive values masked).")
+    ] = False,
 ) -> None:
     """Compute what apply would do, without writing to the platforms.
 
     Exit codes: 0 no changes, 2 changes present, 1 error.
     """
     from sync.engine.api import Engine
-    from sync.report import render_plan_html, render_plan_terminal
+    from sync.report import render_plan_html, render_plan_json, render_plan_terminal
 
     settings = settings_or_exit(config)
     try:
@@ -43,7 +45,8 @@ def plan_command(
     if html:
         html.write_text(render_plan_html(plan), encoding="utf-8")
     if as_json:
-        typer.echo(plan.to_json(indent=2))
+        # The report form: sensitive values masked (the saved --out file keeps them: apply sends them).
+        typer.echo(render_plan_json(plan))
     else:
         render_plan_terminal(plan, console, detail=detail)
         if out:

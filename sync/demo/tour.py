@@ -76,6 +76,28 @@ def platform_activity(pg: Playground) -> str:
     return "25 withdrawals and 5 returns at the PPE machines; a day of sales at the tills"
 
 
+# What a demo run writes into its folder; a second run in the same folder starts from scratch
+# (a state store left by an earlier run binds records of sandboxes that no longer exist).
+DEMO_FILES = ("erp.db", "erp-inbound.db", "state.db", "config.yaml", "reports/plan.html", "reports/run.html")
+
+
+def reset_folder(root: Path) -> list[str]:
+    """Remove the files an earlier demo left in ``root`` (only those); returns their names."""
+    from sync.state.db import dispose_engines
+
+    removed = []
+    for name in DEMO_FILES:
+        path = root / name
+        for extra in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+            if extra.is_file():
+                extra.unlink()
+                if extra == path:
+                    removed.append(name)
+    if removed:
+        dispose_engines()  # pooled SQLite connections would keep reading the removed state file
+    return removed
+
+
 def run_tour(
     folder: Path | None = None, *, console: Console | None = None, employees: int = 120
 ) -> dict[str, Any]:
@@ -89,6 +111,9 @@ def run_tour(
     figures: dict[str, Any] = {"folder": str(root)}
     out.print(Rule("[bold]erpsync demo"))
     out.print(f"Working folder: {root}  (ERP: SQLite, state store: SQLite, platforms: local sandboxes)")
+    replaced = reset_folder(root)
+    if replaced:
+        out.print(f"(files of an earlier demo replaced: {', '.join(replaced)})")
     with start_playground(root, employees=employees) as pg:
         out.print(f"SmartEPI sandbox at {pg.epi_url}, SmartKasa sandbox at {pg.kasa_url}\n")
         engine = Engine(pg.settings())
