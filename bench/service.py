@@ -1,6 +1,7 @@
 """Benchmark of the Celery service: event latency, scale-out, and a shared request quota.
 
     python bench/service.py [--redis redis://127.0.0.1:6379/15] [--events 1000] [--json out.json]
+    python bench/service.py --real [--state-url postgresql+psycopg://…] [--events 1000] [--json out.json]
 
 Real Redis, real worker processes (``celery -A worker_app worker``, prefork), never eager
 mode. The engine is the test suite's instrumented ``FakeEngine`` (tests/service): its
@@ -15,12 +16,31 @@ broker, worker, task) plus the sandbox latency we dial in, not the planner or HT
 3. the highest per-second request rate 2 workers reach when they share a 50 req/s
    quota through the Redis governor (``sync.clients.governor.RedisGovernor``): the
    quota, not the worker count, must be the ceiling.
+
+``--real`` measures the same three things with the REAL engine (``sync.engine.api.Engine``,
+workers started as ``celery -A real_worker_app``) against the REAL sandboxes, run in this
+process by ``sync.playground`` (tests/service/real_service.py). Each scenario gets its own
+playground, a generated ERP whose employees are first bound by one in-process reconcile,
+then the ERP names of the measured employees are changed in one transaction, and each
+event (``POST /erp/events`` through the web app) makes one ``PUT /v1/employees/{id}``:
+
+1. event → sandbox write latency: the event's send time to the record's ``updatedAt``
+   (both this process's clock: the sandbox runs here), one warm worker (2 processes),
+   zero-latency sandbox, one event every ``--spacing`` s;
+2. throughput of 1 worker vs 2 workers (``--concurrency`` processes each) draining
+   ``--burst`` events submitted at once, SmartEPI sandbox at 50 ms per request, no quota;
+3. a quota of 50 requests/s (``rate.requests_per_second``, burst 1) shared by 2 workers
+   through the Redis governor: the highest count of requests the sandbox answered for
+   the account in any one second (``/_admin/stats`` ``by_account``), against the quota;
+   the events carry 25 keys each, so the workers' demand is well above the quota.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -36,6 +56,7 @@ sys.path.insert(0, str(ROOT / "tests" / "service"))
 import redis as redis_lib  # noqa: E402
 from fake_engine import FakeWorld  # noqa: E402
 from processes import Proc, running, service_env, start_worker, wait_until  # noqa: E402
+from real_service import RealService  # noqa: E402
 from service_helpers import service_config, write_config  # noqa: E402
 
 from sync import celery_app, tasks  # noqa: E402
@@ -146,12 +167,252 @@ def shared_quota(b: Bench, quota: float = 50.0, events: int = 500) -> dict[str, 
     }
 
 
+# --- --real: the real engine against the real sandboxes ------------------------------------------
+
+SOURCE = "funcionarios"
+REAL_CELERY = {"task_time_limit": 600, "visibility_timeout": 700, "debounce_seconds": 2.0}
+
+
+def real_service(
+    root: Path, redis_url: str, state_url: str | None, employees: int, rate: dict[str, Any] | None = None
+) -> RealService:
+    """A playground whose employees are all bound (one in-process reconcile), before any worker starts."""
+    from sync.engine.api import Engine
+
+    root.mkdir(parents=True, exist_ok=True)
+    svc = RealService(
+        root,
+        redis_url,
+        state_url or f"sqlite:///{root}/state.db",
+        employees=employees,
+        celery=REAL_CELERY,
+        rate=rate,
+    )
+    try:
+        summary = Engine(svc.settings(), store=svc.store).reconcile(svc.tenant)
+        if summary.status != "ok":
+            raise RuntimeError(f"initial reconcile: {summary.to_dict()}")
+        svc.use_here()
+    except BaseException:
+        svc.cleanup()
+        raise
+    return svc
+
+
+def _stamp(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class EventPoster:
+    """``POST /erp/events`` through the web app (in this process, like a load balancer would hand it on)."""
+
+    def __init__(self, svc: RealService) -> None:
+        from fastapi.testclient import TestClient
+
+        from sync.web import create_app
+
+        self.svc = svc
+        self.http = TestClient(create_app(svc.settings()))
+        self.headers = {"Authorization": f"Bearer {svc.event_token(svc.tenant)}"}
+
+    def post(self, keys: list[str]) -> None:
+        r = self.http.post(
+            "/erp/events",
+            json={"tenant": self.svc.tenant, "entity": SOURCE, "keys": keys},
+            headers=self.headers,
+        )
+        r.raise_for_status()
+
+
+def _updated(svc: RealService, bound: dict[str, str], keys: list[str], marker: str) -> dict[str, float]:
+    """ERP key → ``updatedAt`` of its sandbox record, for the records that already carry ``marker``."""
+    records = {r["id"]: r for r in svc.epi_records("employees")}
+    out = {}
+    for k in keys:
+        rec = records.get(bound[k])
+        if rec is not None and rec["name"].endswith(marker):
+            out[k] = _stamp(rec["updatedAt"])
+    return out
+
+
+def _drain(
+    svc: RealService, bound: dict[str, str], keys: list[str], marker: str, timeout: float
+) -> dict[str, float]:
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = _updated(svc, bound, keys, marker)
+        if len(done) == len(keys):
+            break
+        time.sleep(0.25)
+    return done
+
+
+def real_latency(
+    root: Path, redis_url: str, state_url: str | None, events: int, spacing: float
+) -> dict[str, Any]:
+    svc = real_service(root, redis_url, state_url, events + 20)
+    try:
+        bound = svc.store.bindings(svc.tenant, "smartepi", "employees")
+        keys = sorted(bound)
+        warm, measured = keys[:20], keys[20 : 20 + events]
+        poster = EventPoster(svc)
+        svc.worker("lat", concurrency=2)
+        svc.erp_update_names(warm, " ~warm")
+        for k in warm:  # both pool processes build their engine and connections
+            poster.post([k])
+            time.sleep(0.05)
+        _drain(svc, bound, warm, " ~warm", 60)
+        svc.erp_update_names(measured, " ~lat")
+        sent: dict[str, float] = {}
+        for k in measured:
+            sent[k] = time.time()
+            poster.post([k])
+            time.sleep(spacing)
+        written = _drain(svc, bound, measured, " ~lat", 120)
+    finally:
+        svc.cleanup()
+    lat = sorted((written[k] - sent[k]) * 1000 for k in measured if k in written)
+    q = statistics.quantiles(lat, n=100)
+    return {
+        "events": events,
+        "spacing_s": spacing,
+        "delivered": len(lat),
+        "p50_ms": round(q[49], 1),
+        "p95_ms": round(q[94], 1),
+        "max_ms": round(lat[-1], 1),
+        "target": "p50 <= 250 ms, p95 <= 1000 ms",
+    }
+
+
+def real_throughput(
+    root: Path, redis_url: str, state_url: str | None, burst: int, concurrency: int
+) -> dict[str, Any]:
+    svc = real_service(root, redis_url, state_url, 2 * burst)
+    out: dict[str, Any] = {}
+    try:
+        bound = svc.store.bindings(svc.tenant, "smartepi", "employees")
+        keys = sorted(bound)
+        poster = EventPoster(svc)
+        svc.set_latency(50)
+        for n_workers, batch in ((1, keys[:burst]), (2, keys[burst : 2 * burst])):
+            marker = f" ~tp{n_workers}"
+            procs = [svc.worker(f"tp{n_workers}-{i}", concurrency=concurrency) for i in range(n_workers)]
+            time.sleep(2)  # let the start-up resolve_intents tasks finish
+            svc.erp_update_names(batch, marker)
+            start = time.monotonic()
+            for k in batch:
+                poster.post([k])
+            done = _drain(svc, bound, batch, marker, 300)
+            elapsed = time.monotonic() - start
+            for proc in procs:
+                proc.stop()
+            svc.procs.clear()
+            out[str(n_workers)] = {
+                "workers": n_workers,
+                "processes": n_workers * concurrency,
+                "events": len(batch),
+                "delivered": len(done),
+                "seconds": round(elapsed, 2),
+                "events_per_s": round(len(done) / elapsed, 1),
+            }
+    finally:
+        svc.cleanup()
+    out["speedup"] = round(out["2"]["events_per_s"] / out["1"]["events_per_s"], 2)
+    out["target"] = "speedup >= 1.8"
+    return out
+
+
+def real_quota(
+    root: Path,
+    redis_url: str,
+    state_url: str | None,
+    events: int,
+    concurrency: int,
+    quota: float = 50.0,
+    per_event: int = 25,
+) -> dict[str, Any]:
+    svc = real_service(
+        root, redis_url, state_url, events, rate={"requests_per_second": quota, "burst": 1, "concurrency": 8}
+    )
+    try:
+        bound = svc.store.bindings(svc.tenant, "smartepi", "employees")
+        keys = sorted(bound)[:events]
+        poster = EventPoster(svc)
+        svc.worker("q1", concurrency=concurrency)
+        svc.worker("q2", concurrency=concurrency)
+        time.sleep(2)
+        svc.pg.epi_admin("DELETE", "/stats")  # count from here (the initial reconcile ran in this process)
+        svc.erp_update_names(keys, " ~q")
+        for i in range(0, len(keys), per_event):  # batches, so 2 workers want far more than the quota
+            poster.post(keys[i : i + per_event])
+        done = _drain(svc, bound, keys, " ~q", 300)
+        account = svc.pg.stats("smartepi")["by_account"][svc.tenant]
+    finally:
+        svc.cleanup()
+    per_second = {int(s): n for s, n in account["per_second"].items()}
+    busy = sorted(per_second.items())
+    full = busy[1:-1] or busy  # the first and last seconds are partial
+    return {
+        "quota_rps": quota,
+        "workers": 2,
+        "processes": 2 * concurrency,
+        "keys": events,
+        "keys_per_event": per_event,
+        "delivered": len(done),
+        "requests": account["total"],
+        "rate_limited_429": account["rate_limited"],
+        "max_rps_any_second": max(n for _, n in busy),
+        "mean_rps_full_seconds": round(statistics.mean(n for _, n in full), 1),
+        "target": "max_rps_any_second <= quota_rps",
+    }
+
+
+def run_real(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    results: dict[str, Any] = {}
+    if args.only == "latency":
+        results["latency"] = real_latency(root / "lat", args.redis, args.state_url, args.events, args.spacing)
+        print("latency", results["latency"], flush=True)
+        return results
+    if args.only == "quota":
+        results["quota"] = real_quota(
+            root / "quota", args.redis, args.state_url, args.quota_events, args.concurrency
+        )
+        print("quota", results["quota"], flush=True)
+        return results
+    results["latency"] = real_latency(root / "lat", args.redis, args.state_url, args.events, args.spacing)
+    print("latency", results["latency"], flush=True)
+    results["throughput"] = real_throughput(
+        root / "tp", args.redis, args.state_url, args.burst, args.concurrency
+    )
+    print("throughput", results["throughput"], flush=True)
+    results["quota"] = real_quota(
+        root / "quota", args.redis, args.state_url, args.quota_events, args.concurrency
+    )
+    print("quota", results["quota"], flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--real", action="store_true", help="the real engine against the real sandboxes")
+    parser.add_argument("--state-url", help="--real: state store URL (default: SQLite in a temporary folder)")
+    parser.add_argument("--spacing", type=float, default=0.02, help="--real: seconds between latency events")
+    parser.add_argument("--burst", type=int, default=400, help="--real: events per throughput run")
+    parser.add_argument("--quota-events", type=int, default=1000, help="--real: keys of the quota run")
+    parser.add_argument("--concurrency", type=int, default=2, help="--real: pool processes per worker")
+    parser.add_argument("--only", choices=["latency", "quota"], help="--real: run only this scenario")
     args = parser.parse_args()
+    if args.real:
+        with tempfile.TemporaryDirectory(prefix="erpsync-bench-real-") as tmp:
+            results = run_real(args, Path(tmp))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     with tempfile.TemporaryDirectory(prefix="erpsync-bench-") as tmp:
         b = Bench(args.redis, Path(tmp))
         try:

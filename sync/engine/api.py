@@ -25,7 +25,7 @@ from sync.core.remote_view import to_remote
 from sync.engine.adapters.base import PlatformAdapter, RawRemote
 from sync.engine.apply import ApplyContext, ApplyResult, Executor
 from sync.engine.runtime import TenantRuntime, build_runtime
-from sync.errors import ErpsyncError, SourceError, utcnow
+from sync.errors import ConfigError, ErpsyncError, SourceError, utcnow
 from sync.redact import scrub
 from sync.settings import Settings
 from sync.state.models import AdoptedEdit
@@ -87,6 +87,10 @@ class Collected:
     quarantine: dict[tuple[str, str], list[QuarantineEntry]]
     complete: bool
     erp_hashes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+
+def _entity_keys(result: Any) -> list[str]:
+    return [d.erp_key for d in result.desired] + [q.erp_key for q in result.quarantine]
 
 
 def remote_fields(
@@ -160,7 +164,8 @@ class Engine:
         for q in self.store.quarantined(rt.tenant_id, stage="apply"):
             held_apply.setdefault((q.platform, q.entity), {})[q.erp_key] = q.erp_hash
         for platform in rt.platforms():
-            reverse = self.store.reverse_bindings(rt.tenant_id, platform)
+            # Remote references are translated only when remote records are read (full mode).
+            reverse = self.store.reverse_bindings(rt.tenant_id, platform) if mode == "full" else {}
             try:
                 if keys is None:
                     results = rt.mappings.map_all(platform, lambda ent: rt.source.read(ent))
@@ -174,7 +179,8 @@ class Engine:
                         for child, (source, _col) in em.child_sources.items():
                             ctx.child_rows[child] = em.group_child_rows(child, rt.source.read(source))
                         results[em.entity] = em.map_rows(
-                            rt.source.read_keys(em.source_entity, sorted(wanted)), ctx
+                            rt.source.read_keys(em.source_entity, sorted(wanted), key_field=em.erp_key_field),
+                            ctx,
                         )
             except ErpsyncError:
                 raise
@@ -184,7 +190,9 @@ class Engine:
                 policy = policies.get((platform, entity))
                 if policy is None:
                     continue
-                bases = self.store.load_bases(rt.tenant_id, platform, entity)
+                bases = self.store.load_bases(
+                    rt.tenant_id, platform, entity, keys=None if keys is None else _entity_keys(result)
+                )
                 desired: list[Desired] = result.desired
                 held = held_apply.get((platform, entity), {})
                 held_entries = list(result.quarantine)
@@ -293,8 +301,12 @@ class Engine:
         )
         started = time.monotonic()
 
+        only = None
+        if keys is not None:  # a change event touches only the platforms mapping that ERP entity
+            only = [p for p in rt.platforms() if set(keys) & set(rt.mappings.source_entities(p))]
+
         async def go() -> tuple[Plan, ApplyResult, int, dict[str, dict[str, int]]]:
-            adapters = rt.adapters()
+            adapters = rt.adapters(only)
             try:
                 resolved = await self._resolve_intents(rt, adapters, fence)
                 the_mode: Mode = plan.mode if plan is not None else mode
@@ -321,6 +333,7 @@ class Engine:
                     lookup_before_create=frozenset({"smartkasa"})
                     if keys is not None or the_mode == "fast"
                     else frozenset(),
+                    accepts_duplicates=frozenset({"smartkasa"}),
                 )
                 result = await Executor(ctx).run(todo)
                 requests = {p: a.request_counts() for p, a in adapters.items()}
@@ -390,6 +403,8 @@ class Engine:
             assert intent.id is not None
             policy = policies.get((intent.platform, intent.entity))
             adapter = adapters.get(intent.platform)
+            if adapter is None and policy is not None:
+                continue  # that platform is not part of this run (a change event elsewhere)
             if policy is None or adapter is None:
                 self.store.set_intent(intent.id, "failed", error="no mapping or platform configured any more")
                 continue
@@ -441,27 +456,41 @@ class Engine:
             resolved += 1
         return resolved
 
-    def _write_back(self, rt: TenantRuntime) -> Callable[[EntityPolicy, str, dict[str, Any], str], None]:
+    def _write_back(self, rt: TenantRuntime) -> Callable[[EntityPolicy, str, dict[str, Any], str], bool]:
         """Remote edits of pull/both fields → the ERP table when writable, else adopted_edits."""
 
-        def write(policy: EntityPolicy, erp_key: str, fields: dict[str, Any], why: str) -> None:
+        def write(policy: EntityPolicy, erp_key: str, fields: dict[str, Any], why: str) -> bool:
+            """True when the ERP row was written; False when the edit waits in adopted_edits."""
             em = rt.mappings.entity(policy.platform, policy.entity)
             erp_fields = em.to_erp(fields)
-            if em.writable and erp_fields and hasattr(rt.source, "write_back"):
-                rt.source.write_back(em.source_entity, em.erp_key_field, erp_key, erp_fields)
-                return
-            self.store.add_adopted_edits(
-                AdoptedEdit(
-                    tenant=rt.tenant_id,
-                    platform=policy.platform,
-                    entity=policy.entity,
-                    erp_key=erp_key,
-                    field=name,
-                    new_value=None if value is None else str(value),
-                    resolution="pulled",
-                )
-                for name, value in (erp_fields or fields).items()
-            )
+            if em.writable and erp_fields:
+                try:
+                    rt.source.write_back(em.source_entity, em.erp_key_field, erp_key, erp_fields)
+                    return True
+                except ConfigError as exc:
+                    # The mapping allows write-back but the source table does not (a query, a
+                    # file export): keep the edit for the ERP to consume instead of losing it.
+                    log.info("%s: %s; recording the edit in adopted_edits", policy.entity, exc.message)
+            pending = {
+                (e.entity, e.erp_key, e.field, e.new_value) for e in self.store.adopted_edits(rt.tenant_id)
+            }
+            edits = []
+            for name, value in (erp_fields or fields).items():
+                text = None if value is None else str(value)
+                if (policy.entity, erp_key, name, text) not in pending:  # recorded once until consumed
+                    edits.append(
+                        AdoptedEdit(
+                            tenant=rt.tenant_id,
+                            platform=policy.platform,
+                            entity=policy.entity,
+                            erp_key=erp_key,
+                            field=name,
+                            new_value=text,
+                            resolution="pulled",
+                        )
+                    )
+            self.store.add_adopted_edits(edits)
+            return False
 
         return write
 

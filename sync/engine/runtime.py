@@ -9,7 +9,8 @@ bound to the event loop that uses them, so ``adapters()`` builds fresh ones per 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -104,13 +105,17 @@ class TenantRuntime:
     def batch_size(self) -> int:
         return self.tenant.smartkasa.batch_size if self.tenant.smartkasa else 100
 
-    def adapters(self) -> dict[str, PlatformAdapter]:
-        """Fresh clients + adapters for the current event loop."""
+    def adapters(self, only: Iterable[str] | None = None) -> dict[str, PlatformAdapter]:
+        """Fresh clients + adapters for the current event loop (``only`` those platforms)."""
         from sync.clients.governor import RateLimits, make_governor
 
         out: dict[str, PlatformAdapter] = {}
         redis_url = self.settings.redis_url
-        platforms = self.platforms()
+        platforms = [p for p in self.platforms() if only is None or p in set(only)]
+        # The quota key names the deployment too, so two deployments sharing a Redis (or two
+        # test runs) never share a budget by accident.
+        namespace = os.environ.get("ERPSYNC_NAMESPACE", "")
+        gov_prefix = f"{namespace}:erpsync:gov" if namespace else "erpsync:gov"
         if "smartepi" in platforms and self.tenant.smartepi:
             from sync.clients.smartepi.client import SmartEPIClient
             from sync.engine.adapters.smartepi import SmartEPIAdapter
@@ -118,7 +123,7 @@ class TenantRuntime:
             epi = self.tenant.smartepi
             gov = make_governor(
                 RateLimits(epi.rate.requests_per_second, epi.rate.burst, epi.rate.concurrency),
-                key=f"erpsync:gov:smartepi:{self.tenant_id}",
+                key=f"{gov_prefix}:smartepi:{self.tenant_id}",
                 redis_url=redis_url,
             )
             epi_client = SmartEPIClient(
@@ -139,7 +144,7 @@ class TenantRuntime:
             kasa = self.tenant.smartkasa
             gov = make_governor(
                 RateLimits(kasa.rate.requests_per_second, kasa.rate.burst, kasa.rate.concurrency),
-                key=f"erpsync:gov:smartkasa:{self.tenant_id}",
+                key=f"{gov_prefix}:smartkasa:{self.tenant_id}",
                 redis_url=redis_url,
             )
             client_settings = ClientSettings(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -68,6 +68,67 @@ def decode_value(value: Any) -> Any:
     return value
 
 
+# How the decimal tag's control character can appear in stored JSON text.
+_TAG_MARKS = ("\\u001f", "\\u001F", "\x1f")
+
+
+def decode_text(text: str) -> Any:
+    """Decode stored JSON text; the tag walk is skipped when no value can carry the tag."""
+    data = json.loads(text)
+    for mark in _TAG_MARKS:
+        if mark in text:
+            return decode_value(data)
+    return data
+
+
+def _base(erp_key: str, remote_id: str, fields: Any, version: str | None) -> Base:
+    """One ``Base`` from a stored snapshot (JSON text, or an already-parsed value, or NULL)."""
+    if not fields:
+        data: Any = {}
+    elif isinstance(fields, str):  # the common path: the text of the JSON column
+        data = decode_text(fields)
+    else:  # some drivers hand JSON back parsed
+        data = decode_value(fields)
+    children = data.pop("__children__", {}) if isinstance(data, dict) else {}
+    return Base(erp_key, remote_id, data, children, version)
+
+
+class StoredBases(Mapping[str, Base]):
+    """Bases of one entity keyed by ERP key, each decoded when it is looked up.
+
+    A million bases held as decoded dicts cost about three times the memory of their
+    stored JSON text, and the planner looks each one up once; so only the text is held.
+    Read-only: every lookup returns a fresh ``Base`` equal to the stored one.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: dict[str, tuple[str, Any, str | None]]) -> None:
+        self._rows = rows
+
+    def __getitem__(self, key: str) -> Base:
+        remote_id, fields, version = self._rows[key]
+        return _base(key, remote_id, fields, version)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._rows.get(key)
+        if row is None:
+            return default
+        return _base(key, row[0], row[1], row[2])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"StoredBases({len(self._rows)} bases)"
+
+
 @dataclass(frozen=True, slots=True)
 class BindRow:
     """One created record to bind (see ``StateStore.bind_many``)."""
@@ -110,22 +171,29 @@ class StateStore:
 
     # --- bindings and bases -----------------------------------------------------
 
-    def load_bases(self, tenant: str, platform: str, entity: str) -> dict[str, Base]:
-        """Every bound record of one entity with its base snapshot, keyed by ERP key."""
+    def load_bases(
+        self, tenant: str, platform: str, entity: str, *, keys: Iterable[str] | None = None
+    ) -> Mapping[str, Base]:
+        """Every bound record of one entity with its base snapshot, keyed by ERP key.
+
+        One streamed query; the snapshots stay JSON text until looked up (``StoredBases``).
+        """
         stmt = (
-            select(Binding.erp_key, Binding.remote_id, BaseSnapshot.fields, BaseSnapshot.version)
+            select(Binding.erp_key, Binding.remote_id, cast(BaseSnapshot.fields, Text), BaseSnapshot.version)
             .join(BaseSnapshot, BaseSnapshot.binding_id == Binding.id, isouter=True)
             .where(Binding.tenant == tenant, Binding.platform == platform, Binding.entity == entity)
         )
-        out: dict[str, Base] = {}
+        if keys is not None:  # a change event: only these records (a few keys, one IN list)
+            stmt = stmt.where(Binding.erp_key.in_(list(keys)))
+        rows: dict[str, tuple[str, Any, str | None]] = {}
         with self.engine.connect() as conn:
-            for erp_key, remote_id, fields, version in conn.execute(stmt):
-                data = decode_value(fields) if fields else {}
-                if isinstance(data, str):  # some drivers hand JSON back as text
-                    data = decode_value(json.loads(data))
-                children = data.pop("__children__", {}) if isinstance(data, dict) else {}
-                out[erp_key] = Base(erp_key, remote_id, data, children, version)
-        return out
+            # Plain text columns: no result processing is needed, so read the DBAPI cursor in
+            # batches (a million SQLAlchemy rows would cost more than the query itself).
+            cursor = conn.execute(stmt).cursor
+            while batch := cursor.fetchmany(10_000):
+                for erp_key, remote_id, fields, version in batch:
+                    rows[erp_key] = (remote_id, fields, version)
+        return StoredBases(rows)
 
     def reverse_bindings(self, tenant: str, platform: str) -> dict[str, dict[str, str]]:
         """entity → remote_id → erp_key, to translate remote references into ERP keys."""
@@ -134,8 +202,13 @@ class StateStore:
         )
         out: dict[str, dict[str, str]] = {}
         with self.engine.connect() as conn:
-            for entity, remote_id, erp_key in conn.execute(stmt):
-                out.setdefault(entity, {})[remote_id] = erp_key
+            result = conn.execution_options(yield_per=10_000).execute(stmt)
+            current, by_remote = None, {}
+            for part in result.partitions():
+                for entity, remote_id, erp_key in part:
+                    if entity != current:
+                        current, by_remote = entity, out.setdefault(entity, {})
+                    by_remote[remote_id] = erp_key
         return out
 
     def bindings(self, tenant: str, platform: str, entity: str) -> dict[str, str]:
@@ -143,8 +216,12 @@ class StateStore:
         stmt = select(Binding.erp_key, Binding.remote_id).where(
             Binding.tenant == tenant, Binding.platform == platform, Binding.entity == entity
         )
+        out: dict[str, str] = {}
         with self.engine.connect() as conn:
-            return {k: r for k, r in conn.execute(stmt)}
+            result = conn.execution_options(yield_per=10_000).execute(stmt)
+            for part in result.partitions():
+                out.update(part)  # type: ignore[arg-type]
+        return out
 
     def binding(self, tenant: str, platform: str, entity: str, erp_key: str) -> Base | None:
         with self.session() as s:
