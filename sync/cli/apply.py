@@ -136,7 +136,7 @@ def run_dict(engine: Any, run_id: int) -> dict[str, Any]:
                 "detail": i.detail,
             }
             for i in items
-            if i.outcome != "ok"
+            if i.outcome != "ok" or i.detail
         ],
     }
 

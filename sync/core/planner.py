@@ -352,7 +352,9 @@ def plan_entity(
         if r is None:
             b_content.append((key, "remote gone"))
             reason = f"remote record {b.remote_id} was deleted on the platform: create again"
-            actions.append(_create(ctx, d, reason))
+            recreate = _create(ctx, d, reason)
+            recreate.remote_id = b.remote_id  # the gone record: apply drops this binding first
+            actions.append(recreate)
             continue
         r_seen += 1
         same_remote = r.fields == b.fields and (not has_children or _same_children_all(policy, r, b))

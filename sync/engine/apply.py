@@ -54,7 +54,17 @@ from sync.state.store import BindRow, StateStore
 log = logging.getLogger("erpsync.apply")
 
 Progress = Callable[[str, str, int], None]  # (platform, entity, advance)
-WriteBack = Callable[[EntityPolicy, str, dict[str, Any], str], None]  # (policy, erp_key, fields, why)
+# (policy, erp_key, fields, why) -> True: the ERP row was written; False: kept in adopted_edits
+WriteBack = Callable[[EntityPolicy, str, dict[str, Any], str], bool]
+
+
+def _same_children(wanted: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, Any]]) -> bool:
+    """Two child collections hold the same entries (order ignored, values normalized)."""
+
+    def canon(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+        return sorted(repr(normalize_value(dict(e))) for e in entries)
+
+    return canon(wanted) == canon(have)
 
 
 class _Ambiguous(Exception):
@@ -98,6 +108,10 @@ class ApplyContext:
     # Platforms that do not reject duplicates (SmartKasa products): when the plan was made
     # without reading the remote side (fast mode, change events), look up before creating.
     lookup_before_create: frozenset[str] = frozenset()
+    # Platforms that accept duplicates: an entity whose natural key holds a reference
+    # (SmartKasa categories: title + parent) is looked up before creating even in full mode,
+    # since the planner could not match a record whose parent was unbound at plan time.
+    accepts_duplicates: frozenset[str] = frozenset()
     # ERP content hash per (platform, entity) and key: a record error stays quarantined
     # until this hash changes (the ERP row was fixed).
     erp_hashes: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
@@ -243,7 +257,12 @@ class Executor:
                 self._record(a, "failed", f"no mapping or platform configured for {platform}/{entity}")
             return
         creates = [a for a in actions if a.kind == "create"]
-        others = [a for a in actions if a.kind != "create"]
+        adopts = [a for a in actions if a.kind == "adopt"]
+        others = [a for a in actions if a.kind not in ("create", "adopt")]
+        # Adopted records first: a create in the same entity may reference one (a category
+        # under a parent category that already existed on the platform).
+        if adopts:
+            await asyncio.gather(*(self._guarded(policy, a) for a in adopts))
         if creates:
             await self._create_all(policy, creates)
         if others:
@@ -329,7 +348,7 @@ class Executor:
     ) -> None:
         """Claim (intent) every item, then send: one batch request, or one POST per item."""
         store, tenant = self.ctx.store, self.ctx.tenant
-        if attempt == 0 and policy.platform in self.ctx.lookup_before_create:
+        if attempt == 0 and self._look_first(policy):
             chunk = await self._adopt_existing(policy, chunk)
         if not chunk:
             return
@@ -342,6 +361,13 @@ class Executor:
         )
         # The claims are ours; a concurrent writer may have finished some records just before.
         already = store.bound_keys(tenant, policy.platform, policy.entity, list(intents))
+        for a, _item in chunk:
+            if a.remote_id is not None and already.get(a.erp_key) == a.remote_id:
+                # The plan saw this remote record gone (deleted in the platform's console):
+                # its binding is stale, not a concurrent write. Drop it and create again.
+                store.unbind(tenant, a.platform, a.entity, a.erp_key)
+                self.bindings(a.platform, a.entity).pop(a.erp_key, None)
+                del already[a.erp_key]
         if already:
             store.set_intents(
                 [intents[k] for k in already], "abandoned", error="bound by a concurrent writer"
@@ -364,6 +390,14 @@ class Executor:
             return
         sent = await asyncio.gather(*(self._send_single(policy, a, item, i, attempt) for a, item, i in live))
         self._bind_many(policy, [(a, w, i) for a, w, i in (x for x in sent if x is not None)])
+
+    def _look_first(self, policy: EntityPolicy) -> bool:
+        if policy.platform in self.ctx.lookup_before_create:
+            return True
+        if policy.platform not in self.ctx.accepts_duplicates:
+            return False
+        names = {n for key in policy.natural_key for n in key.split("+")}
+        return any(policy.fields[n].ref for n in names if n in policy.fields)
 
     async def _post(self, policy: EntityPolicy, items: list[CreateItem]) -> list[Written]:
         sem = self._sems.setdefault(policy.platform, asyncio.Semaphore(8))
@@ -574,18 +608,53 @@ class Executor:
             and policy.fields[k].direction != "pull"
             and normalize_value(v) != normalize_value(remote.get(k))
         }
+        # Children the lookup did not return (SmartKasa cards) or that differ are written too:
+        # a create whose answer was lost may have stopped before its children were written.
+        children = {
+            name: entries
+            for name, entries in a.children.items()
+            if name not in found.children or not _same_children(entries, found.children[name])
+        }
         version = found.version
-        if diff:
-            self._fence()
-            written = await self.ctx.adapters[policy.platform].update(
-                policy.entity, found.remote_id, self.resolve(policy, diff), {}, version=version
-            )
+        if diff or children:
+            try:
+                self._fence()
+                written = await self.ctx.adapters[policy.platform].update(
+                    policy.entity, found.remote_id, self.resolve(policy, diff), children, version=version
+                )
+            except ErpsyncError as exc:
+                if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                    raise
+                # The record exists: bind it with the base as found, so the next plan pushes
+                # what is still missing instead of believing it was written.
+                self.ctx.store.save_base(
+                    self.ctx.tenant,
+                    a.platform,
+                    a.entity,
+                    a.erp_key,
+                    found.remote_id,
+                    remote,
+                    children={k: v for k, v in found.children.items() if k not in children},
+                    version=found.version,
+                )
+                if intent is not None:
+                    self.ctx.store.set_intent(intent, "done", remote_id=found.remote_id)
+                self._note_binding(a.platform, a.entity, a.erp_key, found.remote_id)
+                self._record(
+                    a,
+                    "deferred",
+                    f"adopted by natural key; updating {sorted(diff) + sorted(children)} failed: {exc}",
+                    remote_id=found.remote_id,
+                    kind="adopt",
+                )
+                return
             version = written.version
         self._bind(a, Written(found.remote_id, version), intent)
+        changed = sorted(diff) + sorted(children)
         self._record(
             a,
             "ok",
-            "adopted by natural key" + (f"; updated {sorted(diff)}" if diff else ""),
+            "adopted by natural key" + (f"; updated {changed}" if changed else ""),
             remote_id=found.remote_id,
             kind="adopt",
         )
@@ -648,14 +717,24 @@ class Executor:
                     self.ctx.store.unbind(self.ctx.tenant, a.platform, a.entity, a.erp_key)
                     self._record(a, "failed", "the remote record is gone; the next plan creates it again")
                     return
+        waiting: list[str] = []
         if pulled and self.ctx.write_back is not None:
             try:
-                self.ctx.write_back(policy, a.erp_key, pulled, a.reason or a.kind)
+                written_back = self.ctx.write_back(policy, a.erp_key, pulled, a.reason or a.kind)
             except ErpsyncError as exc:
                 # The base stays as it was, so the next plan offers the same pull again.
                 self._record(a, "failed", f"writing {sorted(pulled)} back to the ERP failed: {exc}")
                 return
+            if not written_back:
+                # Kept in adopted_edits for the ERP to consume: the ERP still holds the old value,
+                # so the base keeps it too (a new base would push the old value back).
+                bases = {c.field: c.base for c in a.changes}
+                for name in pulled:
+                    if name in bases:
+                        agreed[name] = bases[name]
+                waiting = sorted(pulled)
         reported = [c for c in a.changes if c.kind == "conflict" and c.resolution == "report"]
+        resolved = [c for c in a.changes if c.kind == "conflict" and c.resolution != "report"]
         self.ctx.store.save_base(
             self.ctx.tenant,
             a.platform,
@@ -667,8 +746,16 @@ class Executor:
             version=version,
         )
         outcome = "conflict" if reported else "ok"
-        detail = "; ".join(f"{c.field}: ERP {c.erp!r} vs remote {c.remote!r} (reported)" for c in reported)
-        self._record(a, outcome, detail)
+        notes = [
+            f"{c.field}: ERP {c.erp!r} vs platform {c.remote!r}, reported, not written" for c in reported
+        ]
+        notes += [
+            f"{c.field}: conflict resolved {c.resolution} (ERP {c.erp!r}, platform {c.remote!r})"
+            for c in resolved
+        ]
+        if waiting:
+            notes.append(f"{', '.join(waiting)}: platform edit kept in adopted_edits for the ERP")
+        self._record(a, outcome, "; ".join(notes))
 
     def _rediff(
         self,

@@ -36,6 +36,7 @@ _SERVER_FIELDS = frozenset(
     }
 )
 _CARD_FIELDS = ("shop_id", "count", "counting_enabled")
+_CARD_ATTEMPTS = 3  # upserts per card when its POST keeps ending ambiguously
 
 
 def _record(model: Any) -> dict[str, Any]:
@@ -144,7 +145,15 @@ class SmartKasaAdapter:
                     continue
                 except AmbiguousWrite:
                     pass
-            await self.client.cards.upsert(product_id, shop, count=count, counting_enabled=enabled)
+            # The upsert looks the card up before it POSTs, so an ambiguous POST inside it may
+            # be retried through another upsert (a lookup first, never a blind resend).
+            for attempt in range(_CARD_ATTEMPTS):
+                try:
+                    await self.client.cards.upsert(product_id, shop, count=count, counting_enabled=enabled)
+                    break
+                except AmbiguousWrite:
+                    if attempt == _CARD_ATTEMPTS - 1:
+                        raise
 
     async def update(
         self,
