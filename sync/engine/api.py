@@ -152,6 +152,8 @@ class Engine:
         adapters: Mapping[str, PlatformAdapter],
         mode: Mode,
         keys: Mapping[str, set[str]] | None = None,
+        *,
+        for_apply: bool = True,
     ) -> Collected:
         """Read the ERP (all of it, or only ``keys`` per ERP entity), the bases and, in full
         mode, every remote record; map, validate and hand plain data to the planner."""
@@ -218,7 +220,8 @@ class Engine:
                             if d.erp_key in held:
                                 self.store.release(rt.tenant_id, platform, entity, d.erp_key, stage="apply")
                     desired = keep
-                hashes[(platform, entity)] = {d.erp_key: d.erp_hash for d in desired}
+                if for_apply:  # only apply quarantines rows (a plan of 1M rows need not hold this)
+                    hashes[(platform, entity)] = {d.erp_key: d.erp_hash for d in desired}
                 if keys is not None:
                     wanted_keys = {d.erp_key for d in desired} | {q.erp_key for q in result.quarantine}
                     bases = {k: b for k, b in bases.items() if k in wanted_keys}
@@ -270,7 +273,7 @@ class Engine:
         async def go() -> Plan:
             adapters = rt.adapters()
             try:
-                col = await self._collect(rt, adapters, mode)
+                col = await self._collect(rt, adapters, mode, for_apply=False)
             finally:
                 for a in adapters.values():
                     await a.aclose()

@@ -83,11 +83,22 @@ class SqlSource:
                 result = conn.execution_options(
                     stream_results=True, yield_per=self.config.batch_size
                 ).execute(sa.text(sql), dict(params))
-                for row in result.mappings():
-                    out = dict(row)
-                    if key is not None and key in out:
-                        out[key] = key_str(out[key])
-                    yield out
+                columns = tuple(result.keys())
+                if len(set(columns)) != len(columns):  # ambiguous names: let RowMapping say so
+                    for mapping in result.mappings():
+                        out = dict(mapping)
+                        if key is not None and key in out:
+                            out[key] = key_str(out[key])
+                        yield out
+                    return
+                fix_key = key is not None and key in columns
+                # Whole batches (fetchmany) and one dict per row, built straight from the tuple.
+                for part in result.partitions():
+                    for row in part:
+                        out = dict(zip(columns, row, strict=True))
+                        if fix_key:
+                            out[key] = key_str(out[key])  # type: ignore[index]
+                        yield out
         except SQLAlchemyError as exc:
             raise self._fail(entity, exc) from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from sync.core.keys import key_function
@@ -432,7 +433,17 @@ class EntityMapping:
                 )
                 seen[key] = -1
                 continue
-            bad = self._check_refs(key, fields, refs, h)
+            bad = None
+            for name, _target, valid, quarantined in refs:
+                value = fields.get(name)
+                if value is None:
+                    continue
+                if value.__class__ is str:
+                    # References repeat a few target keys across many rows: share one string.
+                    fields[name] = value = intern(value)
+                if value in quarantined or (valid is not None and value not in valid):
+                    bad = self._check_refs(key, fields, refs, h)
+                    break
             if bad is not None:
                 quarantine.append(bad)
                 seen[key] = -1
