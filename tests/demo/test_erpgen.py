@@ -87,7 +87,8 @@ def test_example_config_points_at_the_demo_mappings() -> None:
     config = yaml.safe_load((REPO / "examples/demo-config.yaml").read_text(encoding="utf-8"))
     tenant = config["tenants"]["demo"]
     assert tenant["erp"]["kind"] == "sql"
-    assert all((REPO / m).exists() for m in tenant["mappings"])
+    # Relative mapping paths resolve against the config file's folder (sync.settings).
+    assert all((REPO / "examples" / m).resolve().exists() for m in tenant["mappings"])
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,7 +26,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -518,3 +518,8 @@ def iter_posts(stats: dict[str, Any]) -> Iterator[tuple[str, dict[str, int]]]:
     for route, counts in stats["routes"].items():
         if route.startswith("POST "):
             yield route, counts
+
+
+# The fixture type of tests/engine/conftest.py::playground (imported by the tests from here,
+# never from "conftest", whose module name other test folders share).
+MakePlayground = Callable[..., Playground]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from apply_helpers import (
+    MakePlayground,
     check_invariants,
     committed_posts,
     desired_records,
@@ -23,7 +24,6 @@ from apply_helpers import (
     post_protocol_violations,
     recording_transports,
 )
-from conftest import MakePlayground
 
 from sync.engine.api import Engine
 from sync.sandbox.faults import FaultConfig

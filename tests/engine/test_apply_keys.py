@@ -10,8 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from apply_helpers import check_invariants, desired_records, post_protocol_violations, recording_transports
-from conftest import MakePlayground
+from apply_helpers import (
+    MakePlayground,
+    check_invariants,
+    desired_records,
+    post_protocol_violations,
+    recording_transports,
+)
 
 from sync.engine.api import Engine
 from sync.playground import shipped_mappings

@@ -19,8 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import check_invariants, post_protocol_violations, read_logs, recording_transports
-from conftest import MakePlayground
+from apply_helpers import (
+    MakePlayground,
+    check_invariants,
+    post_protocol_violations,
+    read_logs,
+    recording_transports,
+)
 
 from sync.engine.api import Engine
 from sync.sandbox.faults import FaultConfig

@@ -16,6 +16,7 @@ from sys import intern
 from typing import Any
 
 from sync.core.keys import key_function
+from sync.core.mapping.codegen import LoopFn, build_loop
 from sync.core.mapping.spec import ChildSpec, EntitySpec, FieldSpec, FilterSpec, template_names
 from sync.core.mapping.transforms import (
     FieldFn,
@@ -76,6 +77,7 @@ class CompiledField:
     columns: tuple[str, ...]  # ERP columns read (for the row hash)
     column: str | None  # the single `from` column when the field is invertible
     inverse: Callable[[Any], Any] | None
+    spec: FieldSpec | None = None  # what the fast path (``codegen``) compiles inline
 
 
 def _filter_fn(spec: FilterSpec) -> Callable[[Row], bool]:
@@ -158,7 +160,7 @@ def compile_fields(
         inverse = None
         if spec.direction != "push":
             inverse = inverse_fn(type_=spec.type, date_format=spec.date_format, lookup=table)
-        out.append(CompiledField(name, fn, policy, columns, column, inverse))
+        out.append(CompiledField(name, fn, policy, columns, column, inverse, spec))
     return out
 
 
@@ -250,6 +252,10 @@ class EntityMapping:
         self._derive_field = derive.field if derive and derive.template else None
         self._derive_names = template_names(derive.template) if derive and derive.template else []
         self._derive_template = derive.template if derive else None
+        # The generated fast loop (``codegen``), built on first use; ``fastpath = False``
+        # maps every row through the per-field path (same results, slower).
+        self.fastpath = True
+        self._fast: tuple[LoopFn, str, int] | None = None
         self._policy = EntityPolicy(
             platform=platform,
             entity=entity,
@@ -365,6 +371,24 @@ class EntityMapping:
                 problems.append(exc)
         return problems
 
+    def _fast_loop(self) -> tuple[LoopFn, str, int] | None:
+        """The generated loop for this entity (``None`` for entities with children)."""
+        if self.children or not self.fastpath:
+            return None
+        if self._fast is None:
+            self._fast = build_loop(
+                platform=self.platform,
+                entity=self.entity,
+                key_col=self.erp_key_field,
+                hash_cols=self._hash_cols,
+                fields=self.fields,
+                refs=self._refs,
+                natural_key=self.natural_key,
+                unkeyed_forbidden=self._unkeyed_forbidden,
+                has_filter=self.filter is not None,
+            )
+        return self._fast
+
     def map_rows(self, rows: Iterable[Row], context: MapContext | None = None) -> MapResult:
         ctx = context or MapContext()
         result = MapResult()
@@ -385,13 +409,9 @@ class EntityMapping:
         seen: dict[str, int] = {}  # erp key → index in desired, -1 when quarantined
         dup_rows: dict[str, int] = {}
         nat_keys: list[tuple[tuple[str, str], ...]] = []
-        total = filtered = 0
 
-        for row in rows:
-            total += 1
-            if flt is not None and not flt(row):
-                filtered += 1
-                continue
+        def slow(row: Row, total: int) -> None:
+            """One (filtered-in) row through the per-field path, with precise quarantine entries."""
             key = key_text(row.get(key_col))
             if key is None or key in seen:
                 if key is None:
@@ -400,7 +420,7 @@ class EntityMapping:
                     )
                 else:
                     dup_rows[key] = dup_rows.get(key, 1) + 1
-                continue
+                return
             kids: dict[str, list[Row]] = {}
             if children:
                 for child, grouped, column in children:
@@ -417,7 +437,7 @@ class EntityMapping:
                     self._entry(key, key_col, "control_chars", "ERP key has control chars", key, h)
                 )
                 seen[key] = -1
-                continue
+                return
             try:
                 fields = {}
                 for name, fn in fns:
@@ -432,7 +452,7 @@ class EntityMapping:
                     self._entry(key, first.field, first.rule, first.message + more, first.value, h)
                 )
                 seen[key] = -1
-                continue
+                return
             bad = None
             for name, _target, valid, quarantined in refs:
                 value = fields.get(name)
@@ -447,7 +467,7 @@ class EntityMapping:
             if bad is not None:
                 quarantine.append(bad)
                 seen[key] = -1
-                continue
+                return
             mapped_children: dict[str, list[dict[str, Any]]] = {}
             try:
                 for child, _, _ in children:
@@ -455,7 +475,7 @@ class EntityMapping:
             except Invalid as exc:
                 quarantine.append(self._entry(key, exc.field, exc.rule, exc.message, exc.value, h))
                 seen[key] = -1
-                continue
+                return
             kv: tuple[tuple[str, str], ...] = ()
             if keyfn is not None:
                 kv = keyfn(fields)
@@ -465,7 +485,7 @@ class EntityMapping:
                         msg = f"no {' or '.join(nk)} and key derivation is off"
                         quarantine.append(self._entry(key, nk[0], rule, msg, None, h))
                         seen[key] = -1
-                        continue
+                        return
                     fields[self._derive_field] = template_fn(
                         self._derive_template or "", self._derive_names, {"erp_key": key}
                     )(row)
@@ -473,6 +493,22 @@ class EntityMapping:
             seen[key] = len(desired)
             nat_keys.append(kv)
             desired.append(Desired(platform, entity, key, fields, mapped_children, h))
+
+        fast = self._fast_loop()
+        if fast is not None:
+            # Valid rows straight through the generated loop; any other row goes to ``slow``.
+            loop, _, n_caches = fast
+            refsets = [(valid, quarantined) for _, _, valid, quarantined in refs]
+            caches: list[dict[Any, Any]] = [{} for _ in range(n_caches)]
+            total, filtered = loop(rows, seen, desired, nat_keys, slow, flt, refsets, caches)
+        else:
+            total = filtered = 0
+            for row in rows:
+                total += 1
+                if flt is not None and not flt(row):
+                    filtered += 1
+                    continue
+                slow(row, total)
 
         result.rows, result.filtered = total, filtered
         if dup_rows:

@@ -23,6 +23,7 @@ FieldFn = Callable[[Row], Any]
 # C0 controls except tab/newline/CR, DEL and C1 controls: never valid in platform text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+EMAIL_RE = _EMAIL  # the ``format: email`` rule (the generated fast path checks it inline)
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "s", "sim", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "não", "nao", "off"})
 
@@ -248,6 +249,7 @@ def column_fn(column: str) -> FieldFn:
 
 _CASE: dict[str, Callable[[str], str]] = {"lower": str.lower, "upper": str.upper, "title": str.title}
 _CACHE_MAX = 200_000
+CACHE_MAX = _CACHE_MAX  # entries per memo before it is cleared (also the fast path's memos)
 
 
 def _cached(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
