@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import KASA_PHONE, Pair, load_text, start_pair
 from sync.clients.governor import InProcessGovernor, RateLimits
+from sync.clients.http import default_transport
 from sync.clients.smartepi.client import SmartEPIClient
 from sync.clients.smartkasa.client import SmartKasaClient
 from sync.clients.smartkasa.config import SmartKasaSettings
@@ -101,8 +102,9 @@ def make_clients(
     pair: Pair, cap: int
 ) -> tuple[SmartEPIClient, SmartKasaClient, CountingTransport, CountingTransport]:
     limits = RateLimits(rate=100_000.0, burst=100_000, concurrency=cap)
-    epi_t = CountingTransport(httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=cap)))
-    kasa_t = CountingTransport(httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=cap)))
+    # The transport the clients build for themselves when none is given, wrapped for counting.
+    epi_t = CountingTransport(default_transport(cap))
+    kasa_t = CountingTransport(default_transport(cap))
     epi = SmartEPIClient(
         pair.epi.url + "/v1",
         pair.epi_key,

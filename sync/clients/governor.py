@@ -94,9 +94,19 @@ class _SlotGate:
             raise
 
     def release(self) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         with self._lock:
             while self._waiters:
                 loop, fut = self._waiters.popleft()
+                if loop is running:
+                    # Same loop, same thread: resolve directly (the waiter's task is woken by
+                    # the loop's own call_soon) instead of call_soon_threadsafe, which also
+                    # writes to the loop's self-pipe and costs an extra wake-up per request.
+                    _resolve(fut)
+                    return  # ownership handed over; _used unchanged
                 try:
                     loop.call_soon_threadsafe(_resolve, fut)
                     return  # ownership handed over; _used unchanged
