@@ -16,7 +16,7 @@ from sys import intern
 from typing import Any
 
 from sync.core.keys import key_function
-from sync.core.mapping.codegen import LoopFn, build_loop
+from sync.core.mapping.codegen import NO_CHILDREN, LoopFn, build_loop
 from sync.core.mapping.spec import ChildSpec, EntitySpec, FieldSpec, FilterSpec, template_names
 from sync.core.mapping.transforms import (
     FieldFn,
@@ -492,7 +492,7 @@ class EntityMapping:
                     kv = keyfn(fields)
             seen[key] = len(desired)
             nat_keys.append(kv)
-            desired.append(Desired(platform, entity, key, fields, mapped_children, h))
+            desired.append(Desired(platform, entity, key, fields, mapped_children or NO_CHILDREN, h))
 
         fast = self._fast_loop()
         if fast is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -161,9 +162,10 @@ def to_date(value: Any, fmt: str | None = None) -> str | None:
     parsed = _parse_datetime(value, fmt)
     if parsed is None:
         return None
+    # Interned: dates repeat a lot (admission dates, expiries), one string per distinct day.
     if isinstance(parsed, dt.datetime):
-        return parsed.date().isoformat()
-    return parsed.isoformat()
+        return sys.intern(parsed.date().isoformat())
+    return sys.intern(parsed.isoformat())
 
 
 def to_datetime(value: Any, fmt: str | None = None) -> str | None:
