@@ -278,7 +278,12 @@ def _digest(ids: list[str], content: Sequence[Any]) -> str:
     Decimal, bool, lists, dicts in mapping order), unlike ``hash()``.
     """
     h = hashlib.blake2b(digest_size=16)
-    h.update("\x1f".join(ids).encode())
+    # Same bytes as "\x1f".join(ids), fed in chunks: at a million records the joined string
+    # and its encoding would cost ~50 MB at the plan's memory peak.
+    for i in range(0, len(ids), _CHUNK):
+        if i:
+            h.update(b"\x1f")
+        h.update("\x1f".join(ids[i : i + _CHUNK]).encode())
     for i in range(0, len(content), _CHUNK):
         h.update(repr(content[i : i + _CHUNK]).encode())
     return h.hexdigest()
