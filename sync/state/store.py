@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -192,7 +193,8 @@ class StateStore:
             cursor = conn.execute(stmt).cursor
             while batch := cursor.fetchmany(10_000):
                 for erp_key, remote_id, fields, version in batch:
-                    rows[erp_key] = (remote_id, fields, version)
+                    # Interned: the mapped ERP records hold the same keys (one object each).
+                    rows[sys.intern(erp_key)] = (remote_id, fields, version)
         return StoredBases(rows)
 
     def reverse_bindings(self, tenant: str, platform: str) -> dict[str, dict[str, str]]:

@@ -218,6 +218,8 @@ def build_loop(
     src.append(f"{ind}if {k}.__class__ is not str: raise Bail")
     src.append(f"{ind}key = {k}.strip()")
     src.append(f"{ind}if not key or key in seen or not key.isprintable(): raise Bail")
+    # Interned so the state store's copy of the same ERP key (load_bases) is one object.
+    src.append(f"{ind}key = G_intern(key)")
     src += [ind + line for line in body]
     src += [ind + line for line in build]
     src.append("        except (Invalid, Bail):")
