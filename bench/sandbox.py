@@ -12,58 +12,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import FACTORIES, start_sandbox
+
 KEY = "bench-api-key-0123456789abcdef"
-FACTORIES = {
-    "smartepi": "sync.sandbox.smartepi.app:create_app",
-    "smartkasa": "sync.sandbox.smartkasa.app:create_app",
-}
 TARGET_RPS = 1000.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(platform: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        FACTORIES[platform],
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    proc = subprocess.Popen(cmd)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/_admin/stats", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"{platform} sandbox did not start")
 
 
 @dataclass
@@ -174,7 +138,8 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     results: list[Result] = []
     for platform in FACTORIES if args.platform == "all" else [args.platform]:
-        proc, url = start(platform)
+        sandbox = start_sandbox(platform)
+        proc, url = sandbox.proc, sandbox.url
         try:
             results += runners[platform](psutil.Process(proc.pid), url, args.seconds, args.threads)
         finally:
