@@ -3,7 +3,10 @@
 ``TenantRuntime`` owns the mapping set, the ERP source, the state store and, per
 platform, a client wrapped in an adapter with the deployment's rate governor (Redis
 when ``redis_url`` is set, so every process shares one budget). Clients are async and
-bound to the event loop that uses them, so ``adapters()`` builds fresh ones per run.
+bound to the event loop that uses them, so ``adapters()`` builds fresh ones per run,
+unless the runtime ``keep_clients`` (a worker process whose engine keeps one event loop):
+then each platform's client, its connection pool and its Redis connections live as long
+as the runtime, and only the adapters (which hold per-run caches) are new per run.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class TenantRuntime:
     tenant: TenantSettings
     store: StateStore
     transports: Mapping[str, httpx.AsyncBaseTransport] = field(default_factory=dict)
+    keep_clients: bool = False
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def mappings(self) -> MappingSet:
@@ -106,19 +111,47 @@ class TenantRuntime:
         return self.tenant.smartkasa.batch_size if self.tenant.smartkasa else 100
 
     def adapters(self, only: Iterable[str] | None = None) -> dict[str, PlatformAdapter]:
-        """Fresh clients + adapters for the current event loop (``only`` those platforms)."""
+        """Adapters for this run (``only`` those platforms), on fresh clients, or on the kept
+        ones when ``keep_clients``; request counts start at zero either way."""
+        from sync.engine.adapters.smartepi import SmartEPIAdapter
+        from sync.engine.adapters.smartkasa import SmartKasaAdapter
+
+        platforms = [p for p in self.platforms() if only is None or p in set(only)]
+        clients = self._kept_clients(platforms) if self.keep_clients else self._new_clients(platforms)
+        out: dict[str, PlatformAdapter] = {}
+        if "smartepi" in clients:
+            out["smartepi"] = SmartEPIAdapter(clients["smartepi"], owns_client=not self.keep_clients)
+        if "smartkasa" in clients and self.tenant.smartkasa:
+            out["smartkasa"] = SmartKasaAdapter(
+                clients["smartkasa"],
+                batch_size=self.tenant.smartkasa.batch_size,
+                owns_client=not self.keep_clients,
+            )
+        return out
+
+    def _kept_clients(self, platforms: list[Platform]) -> dict[str, Any]:
+        missing = [p for p in platforms if p not in self._clients]
+        if missing:
+            self._clients.update(self._new_clients(missing))
+        return {p: self._clients[p] for p in platforms if p in self._clients}
+
+    async def aclose(self) -> None:
+        """Close the kept clients (their connection pools and Redis connections)."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    def _new_clients(self, platforms: list[Platform]) -> dict[str, Any]:
         from sync.clients.governor import RateLimits, make_governor
 
-        out: dict[str, PlatformAdapter] = {}
+        out: dict[str, Any] = {}
         redis_url = self.settings.redis_url
-        platforms = [p for p in self.platforms() if only is None or p in set(only)]
         # The quota key names the deployment too, so two deployments sharing a Redis (or two
         # test runs) never share a budget by accident.
         namespace = os.environ.get("ERPSYNC_NAMESPACE", "")
         gov_prefix = f"{namespace}:erpsync:gov" if namespace else "erpsync:gov"
         if "smartepi" in platforms and self.tenant.smartepi:
             from sync.clients.smartepi.client import SmartEPIClient
-            from sync.engine.adapters.smartepi import SmartEPIAdapter
 
             epi = self.tenant.smartepi
             gov = make_governor(
@@ -126,7 +159,7 @@ class TenantRuntime:
                 key=f"{gov_prefix}:smartepi:{self.tenant_id}",
                 redis_url=redis_url,
             )
-            epi_client = SmartEPIClient(
+            out["smartepi"] = SmartEPIClient(
                 epi.base_url,
                 epi.api_key,
                 account=self.tenant_id,
@@ -135,11 +168,9 @@ class TenantRuntime:
                 timeout=epi.timeout_seconds,
                 max_connections=max(epi.rate.concurrency, 4),
             )
-            out["smartepi"] = SmartEPIAdapter(epi_client)
         if "smartkasa" in platforms and self.tenant.smartkasa:
             from sync.clients.smartkasa.client import SmartKasaClient
             from sync.clients.smartkasa.config import SmartKasaSettings as ClientSettings
-            from sync.engine.adapters.smartkasa import SmartKasaAdapter
 
             kasa = self.tenant.smartkasa
             gov = make_governor(
@@ -159,14 +190,13 @@ class TenantRuntime:
                 timeout=kasa.timeout_seconds,
                 max_connections=max(kasa.rate.concurrency, 4),
             )
-            kasa_client = SmartKasaClient(
+            out["smartkasa"] = SmartKasaClient(
                 client_settings,
                 account=self.tenant_id,
                 governor=gov,
                 transport=self.transports.get("smartkasa"),
                 token_store=StateTokenStore(self.store, self.tenant_id),
             )
-            out["smartkasa"] = SmartKasaAdapter(kasa_client, batch_size=kasa.batch_size)
         return out
 
 
@@ -176,8 +206,11 @@ def build_runtime(
     *,
     store: StateStore | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    keep_clients: bool = False,
 ) -> TenantRuntime:
     tid, tenant = settings.tenant(tenant_id)
     if tenant.smartepi is None and tenant.smartkasa is None:
         raise ConfigError(f"tenants.{tid}: no platform configured")
-    return TenantRuntime(tid, settings, tenant, store or StateStore(settings.state_url), transports or {})
+    return TenantRuntime(
+        tid, settings, tenant, store or StateStore(settings.state_url), transports or {}, keep_clients
+    )

@@ -44,6 +44,18 @@ class Written:
     version: str | None = None
 
 
+def counts_since(
+    before: Mapping[tuple[str, str, str], int], now: Mapping[tuple[str, str, str], int]
+) -> dict[str, int]:
+    """Request counts by ``"METHOD path status"`` added between two counter snapshots."""
+    out = {}
+    for key, n in now.items():
+        delta = n - before.get(key, 0)
+        if delta:
+            out[" ".join(key)] = delta
+    return out
+
+
 class PlatformAdapter(Protocol):
     platform: str
 

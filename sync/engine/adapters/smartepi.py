@@ -17,7 +17,7 @@ from typing import Any
 
 from sync.clients.smartepi.client import SmartEPIClient
 from sync.clients.smartepi.resources import Resource
-from sync.engine.adapters.base import CreateItem, RawRemote, Written
+from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
 
 CHILD_KEYS: dict[str, str] = {"sizes": "name", "certificates": "number"}
 _NOT_FIELDS = frozenset({"id", "createdAt", "updatedAt", *CHILD_KEYS})
@@ -66,8 +66,10 @@ def attach_child_ids(
 class SmartEPIAdapter:
     platform = "smartepi"
 
-    def __init__(self, client: SmartEPIClient) -> None:
+    def __init__(self, client: SmartEPIClient, *, owns_client: bool = True) -> None:
         self.client = client
+        self._owns_client = owns_client  # False: a kept client outlives this run's adapter
+        self._counts_before = client.counters.snapshot()
 
     def _res(self, entity: str) -> Resource:
         return self.client.resource(resource_name(entity))
@@ -133,7 +135,9 @@ class SmartEPIAdapter:
         await res.delete(remote_id, etag=version)
 
     def request_counts(self) -> dict[str, int]:
-        return {" ".join(k): v for k, v in self.client.counters.snapshot().items()}
+        """Requests sent through this adapter (a kept client's earlier runs are not counted)."""
+        return counts_since(self._counts_before, self.client.counters.snapshot())
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()

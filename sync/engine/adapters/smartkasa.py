@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sync.clients.smartkasa.client import SmartKasaClient
-from sync.engine.adapters.base import CreateItem, RawRemote, Written
+from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
 from sync.errors import AmbiguousWrite, NotFound
 
 BATCHED = frozenset({"products", "categories"})
@@ -55,9 +55,11 @@ def _card(rec: Mapping[str, Any]) -> dict[str, Any]:
 class SmartKasaAdapter:
     platform = "smartkasa"
 
-    def __init__(self, client: SmartKasaClient, *, batch_size: int = 100) -> None:
+    def __init__(self, client: SmartKasaClient, *, batch_size: int = 100, owns_client: bool = True) -> None:
         self.client = client
         self._batch = batch_size
+        self._owns_client = owns_client  # False: a kept client outlives this run's adapter
+        self._counts_before = client.counters.snapshot()
         self._cards: dict[str, list[dict[str, Any]]] | None = None
 
     def _res(self, entity: str) -> Any:
@@ -174,7 +176,9 @@ class SmartKasaAdapter:
         await self._res(entity).delete(remote_id)
 
     def request_counts(self) -> dict[str, int]:
-        return {" ".join(k): v for k, v in self.client.counters.snapshot().items()}
+        """Requests sent through this adapter (a kept client's earlier runs are not counted)."""
+        return counts_since(self._counts_before, self.client.counters.snapshot())
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
