@@ -375,6 +375,12 @@ def run_real(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         results["latency"] = real_latency(root / "lat", args.redis, args.state_url, args.events, args.spacing)
         print("latency", results["latency"], flush=True)
         return results
+    if args.only == "throughput":
+        results["throughput"] = real_throughput(
+            root / "tp", args.redis, args.state_url, args.burst, args.concurrency
+        )
+        print("throughput", results["throughput"], flush=True)
+        return results
     if args.only == "quota":
         results["quota"] = real_quota(
             root / "quota", args.redis, args.state_url, args.quota_events, args.concurrency
@@ -405,7 +411,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=400, help="--real: events per throughput run")
     parser.add_argument("--quota-events", type=int, default=1000, help="--real: keys of the quota run")
     parser.add_argument("--concurrency", type=int, default=2, help="--real: pool processes per worker")
-    parser.add_argument("--only", choices=["latency", "quota"], help="--real: run only this scenario")
+    parser.add_argument(
+        "--only", choices=["latency", "throughput", "quota"], help="--real: run only this scenario"
+    )
     args = parser.parse_args()
     if args.real:
         with tempfile.TemporaryDirectory(prefix="erpsync-bench-real-") as tmp:

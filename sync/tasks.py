@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from celery import Task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
 from sync import celery_app
 from sync.celery_app import app
@@ -74,7 +74,9 @@ EngineFactory = Callable[[Settings, StateStore], EngineLike]
 def default_engine(settings: Settings, store: StateStore) -> EngineLike:
     from sync.engine.api import Engine
 
-    return Engine(settings, store=store)  # type: ignore[return-value]
+    # One loop and one set of platform clients per worker process: a change event then
+    # costs no new loop, TCP/TLS connection, Redis handshake or SmartKasa login.
+    return Engine(settings, store=store, keep_clients=True)  # type: ignore[return-value]
 
 
 # --- per-process runtime ---------------------------------------------------------------
@@ -160,6 +162,20 @@ def _fresh_runtime_after_fork(**_: Any) -> None:
     _runtime = None
 
 
+@worker_process_shutdown.connect
+def _close_runtime_on_exit(**_: Any) -> None:
+    """Close the kept platform clients of this pool process (best effort: it is exiting)."""
+    global _runtime
+    rt, _runtime = _runtime, None
+    engine = rt._cache.get("engine") if rt is not None else None
+    close = getattr(engine, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # never block the shutdown of a worker process
+            log.debug("closing the engine's clients failed", exc_info=True)
+
+
 @worker_ready.connect
 def _resolve_intents_on_start(**_: Any) -> None:
     """Design §3: on start-up, resolve open intents before anything else writes."""
@@ -227,7 +243,10 @@ def _follow_up(rt: Runtime, tenant: str, entity: str, keys: Sequence[str], task_
 # --- tasks -----------------------------------------------------------------------------
 
 
-@app.task(bind=True, name="erpsync.sync_keys", max_retries=MAX_RETRIES)
+# ignore_result: change events are many and small; their outcome is in the state store's
+# runs (``erpsync status``) and, through task events, in Flower. Storing a result (and a
+# STARTED state) per event would cost two Redis writes per event and a key kept for a day.
+@app.task(bind=True, name="erpsync.sync_keys", max_retries=MAX_RETRIES, ignore_result=True)
 def sync_keys(self: Task, tenant: str, entity: str, keys: list[str]) -> dict[str, Any]:
     """Sync a few ERP rows now (change events); a burst for one key folds into one follow-up."""
     rt = runtime()
