@@ -224,7 +224,8 @@ class Engine:
         complete = keys is None
         hashes: dict[tuple[str, str], dict[str, str]] = {}
         held_apply: dict[tuple[str, str], dict[str, str]] = {}
-        for q in self.store.quarantined(rt.tenant_id, stage="apply"):
+        wanted_any = None if keys is None else set().union(*keys.values())
+        for q in self.store.quarantined(rt.tenant_id, stage="apply", keys=wanted_any):
             held_apply.setdefault((q.platform, q.entity), {})[q.erp_key] = q.erp_hash
         for platform in rt.platforms():
             # Remote references are translated only when remote records are read (full mode).
@@ -308,9 +309,12 @@ class Engine:
                 self.store.replace_validation_quarantine(rt.tenant_id, platform, entity, entries)
             else:
                 inp = col.inputs.get((platform, entity))
-                for d in inp.desired if inp else []:
-                    self.store.release(rt.tenant_id, platform, entity, d.erp_key, stage="validate")
-                self.store.quarantine(rt.tenant_id, entries)
+                if inp and inp.desired:
+                    self.store.release_many(
+                        rt.tenant_id, platform, entity, [d.erp_key for d in inp.desired], stage="validate"
+                    )
+                if entries:
+                    self.store.quarantine(rt.tenant_id, entries)
             n += len(entries)
         return n
 
@@ -361,6 +365,21 @@ class Engine:
         keys: Mapping[str, set[str]] | None = None,
     ) -> RunSummary:
         """Resolve open intents, then apply ``plan`` (refused when stale) or a fresh plan."""
+        with self.store.pinned():  # one state-store connection for the run's many short transactions
+            return self._apply(tenant_id, plan, mode, force, fence, progress, on_plan, kind, keys)
+
+    def _apply(
+        self,
+        tenant_id: str | None,
+        plan: Plan | None,
+        mode: Mode,
+        force: bool,
+        fence: Fence | None,
+        progress: ProgressHook | None,
+        on_plan: PlanHook | None,
+        kind: str,
+        keys: Mapping[str, set[str]] | None,
+    ) -> RunSummary:
         rt = self.runtime(tenant_id)
         run_id = self.store.start_run(
             rt.tenant_id, kind, mode if plan is None else plan.mode, plan.hash if plan else None

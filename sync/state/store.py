@@ -11,22 +11,24 @@ character that the mapping layer never lets through from the ERP.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from sync.core.normalize import content_hash
 from sync.core.records import Base, QuarantineEntry
-from sync.errors import utcnow
+from sync.errors import StateError, utcnow
 from sync.state.db import ensure_schema, get_engine
 from sync.state.models import (
     AdoptedEdit,
@@ -166,9 +168,60 @@ class StateStore:
         if migrate:
             ensure_schema(url)
         self.engine: Engine = get_engine(url)
+        self._local = threading.local()
 
     def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        conn = self._pinned()
+        return Session(self.engine if conn is None else conn, expire_on_commit=False)
+
+    # --- one connection for a run -------------------------------------------------
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Serve this thread's store calls from one pooled connection until the block ends.
+
+        Each call stays its own short transaction; what is saved is a pool checkout (with
+        its pre-ping round trip) and a reset per call: a change event makes about ten
+        calls. Nested blocks share the outer connection. Per thread, never shared."""
+        if self._pinned() is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    def _pinned(self) -> Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """A connection for reads: the pinned one (its read transaction ended after), or a pooled one."""
+        conn = self._pinned()
+        if conn is None:
+            with self.engine.connect() as fresh:
+                yield fresh
+            return
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A connection in a transaction that commits at the end of the block (or rolls back)."""
+        conn = self._pinned()
+        if conn is None:
+            with self.engine.begin() as fresh:
+                yield fresh
+            return
+        if conn.in_transaction():
+            conn.rollback()
+        with conn.begin():
+            yield conn
 
     # --- bindings and bases -----------------------------------------------------
 
@@ -187,7 +240,7 @@ class StateStore:
         if keys is not None:  # a change event: only these records (a few keys, one IN list)
             stmt = stmt.where(Binding.erp_key.in_(list(keys)))
         rows: dict[str, tuple[str, Any, str | None]] = {}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             # Plain text columns: no result processing is needed, so read the DBAPI cursor in
             # batches (a million SQLAlchemy rows would cost more than the query itself).
             cursor = conn.execute(stmt).cursor
@@ -203,8 +256,8 @@ class StateStore:
             Binding.tenant == tenant, Binding.platform == platform
         )
         out: dict[str, dict[str, str]] = {}
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=10_000).execute(stmt)
+        with self._connect() as conn:
+            result = conn.execute(stmt.execution_options(yield_per=10_000))
             current, by_remote = None, {}
             for part in result.partitions():
                 for entity, remote_id, erp_key in part:
@@ -219,8 +272,8 @@ class StateStore:
             Binding.tenant == tenant, Binding.platform == platform, Binding.entity == entity
         )
         out: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=10_000).execute(stmt)
+        with self._connect() as conn:
+            result = conn.execute(stmt.execution_options(yield_per=10_000))
             for part in result.partitions():
                 out.update(part)  # type: ignore[arg-type]
         return out
@@ -333,7 +386,7 @@ class StateStore:
             .where(Binding.tenant == tenant)
             .group_by(Binding.platform, Binding.entity)
         )
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return {(p, e): n for p, e, n in conn.execute(stmt)}
 
     # --- intents (write-ahead log for creates) -----------------------------------
@@ -402,7 +455,7 @@ class StateStore:
             for erp_key, nk, payload in items
         ]
         try:
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 got = conn.execute(
                     insert(Intent).returning(Intent.id, Intent.erp_key),
                     rows,
@@ -427,14 +480,14 @@ class StateStore:
         values: dict[str, Any] = {"state": state, "updated_at": utcnow(), "attempts": Intent.attempts + 1}
         if error is not None:
             values["error"] = error[:2000]
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(update(Intent).where(Intent.id.in_(ids)).values(**values))
 
     def bound_keys(self, tenant: str, platform: str, entity: str, keys: Iterable[str]) -> dict[str, str]:
         """erp_key → remote_id for those of ``keys`` that are bound."""
         keys = list(keys)
         out: dict[str, str] = {}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for i in range(0, len(keys), 500):
                 stmt = select(Binding.erp_key, Binding.remote_id).where(
                     Binding.tenant == tenant,
@@ -551,7 +604,7 @@ class StateStore:
 
     def intent_counts(self, tenant: str) -> dict[str, int]:
         stmt = select(Intent.state, func.count()).where(Intent.tenant == tenant).group_by(Intent.state)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return {state: n for state, n in conn.execute(stmt)}
 
     # --- quarantine --------------------------------------------------------------
@@ -647,49 +700,61 @@ class StateStore:
         return len(entries), len(released)
 
     def quarantined(
-        self, tenant: str, platform: str | None = None, entity: str | None = None, stage: str | None = None
+        self,
+        tenant: str,
+        platform: str | None = None,
+        entity: str | None = None,
+        stage: str | None = None,
+        *,
+        keys: Iterable[str] | None = None,
     ) -> list[Quarantine]:
+        """Quarantined rows, optionally only those of ``keys`` (ERP keys: a change event
+        needs its own few rows, not every row held for the tenant)."""
+        stmt = select(Quarantine).where(Quarantine.tenant == tenant)
+        if platform:
+            stmt = stmt.where(Quarantine.platform == platform)
+        if entity:
+            stmt = stmt.where(Quarantine.entity == entity)
+        if stage:
+            stmt = stmt.where(Quarantine.stage == stage)
+        order = (Quarantine.platform, Quarantine.entity, Quarantine.erp_key)
         with self.session() as s:
-            stmt = select(Quarantine).where(Quarantine.tenant == tenant)
-            if platform:
-                stmt = stmt.where(Quarantine.platform == platform)
-            if entity:
-                stmt = stmt.where(Quarantine.entity == entity)
-            if stage:
-                stmt = stmt.where(Quarantine.stage == stage)
-            return list(
-                s.exec(
-                    stmt.order_by(
-                        Quarantine.platform,
-                        Quarantine.entity,
-                        Quarantine.erp_key,
-                    )
-                ).scalars()
-            )
+            if keys is None:
+                return list(s.exec(stmt.order_by(*order)).scalars())
+            out: list[Quarantine] = []
+            for chunk in iter_chunks(sorted(set(keys)), 500):
+                out.extend(s.exec(stmt.where(Quarantine.erp_key.in_(chunk))).scalars())  # type: ignore[attr-defined]
+            out.sort(key=lambda q: (q.platform, q.entity, q.erp_key))
+            return out
 
     def release(self, tenant: str, platform: str, entity: str, erp_key: str, stage: str | None = None) -> int:
+        return self.release_many(tenant, platform, entity, [erp_key], stage=stage)
+
+    def release_many(
+        self, tenant: str, platform: str, entity: str, erp_keys: Iterable[str], *, stage: str | None = None
+    ) -> int:
+        """Take rows out of quarantine, in one transaction; returns how many were held."""
+        n = 0
         with self.session() as s:
-            stmt = delete(Quarantine).where(
-                Quarantine.tenant == tenant,
-                Quarantine.platform == platform,
-                Quarantine.entity == entity,
-                Quarantine.erp_key == erp_key,
-            )
-            if stage:
-                stmt = stmt.where(Quarantine.stage == stage)
-            n = s.execute(stmt).rowcount
+            for chunk in iter_chunks(sorted(set(erp_keys)), 500):
+                stmt = delete(Quarantine).where(
+                    Quarantine.tenant == tenant,
+                    Quarantine.platform == platform,
+                    Quarantine.entity == entity,
+                    Quarantine.erp_key.in_(chunk),  # type: ignore[attr-defined]
+                )
+                if stage:
+                    stmt = stmt.where(Quarantine.stage == stage)
+                n += int(s.execute(stmt).rowcount or 0)
             s.commit()
-            return int(n or 0)
+        return n
 
     # --- runs --------------------------------------------------------------------
 
     def start_run(self, tenant: str, kind: str, mode: str = "full", plan_hash: str | None = None) -> int:
-        with self.session() as s:
-            run = Run(tenant=tenant, kind=kind, mode=mode, plan_hash=plan_hash)
-            s.add(run)
-            s.commit()
-            assert run.id is not None
-            return run.id
+        row = Run(tenant=tenant, kind=kind, mode=mode, plan_hash=plan_hash).model_dump(exclude={"id"})
+        with self._begin() as conn:  # Core, not the ORM: a change event starts one run each
+            return int(conn.execute(insert(Run).returning(Run.id), row).scalar_one())  # type: ignore[arg-type]
 
     def finish_run(
         self,
@@ -734,7 +799,7 @@ class StateStore:
         ]
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for chunk in iter_chunks(rows, 2000):
                 conn.execute(insert(RunItem), chunk)
 
@@ -844,7 +909,7 @@ class StateStore:
         if not ids:
             return set()
         out: set[str] = set()
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 stmt = select(InboundRecord.remote_id).where(
@@ -893,6 +958,16 @@ class StateStore:
             )
 
     def save_token(self, tenant: str, platform: str, token: TokenRow) -> None:
+        """Persist a platform session. A database error is re-raised without its text: the
+        server's own message can quote the failing row, tokens included."""
+        try:
+            self._save_token(tenant, platform, token)
+        except DBAPIError as exc:
+            raise StateError(
+                f"saving the {platform} session of tenant {tenant!r} failed ({type(exc.orig).__name__})"
+            ) from None
+
+    def _save_token(self, tenant: str, platform: str, token: TokenRow) -> None:
         with self.session() as s:
             row = s.get(PlatformToken, (tenant, platform))
             if row is None:
