@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sync.clients.governor import InProcessGovernor, RateLimits
-from sync.clients.http import RequestLoop, default_map_error
+from sync.clients.http import RequestLoop, _plain_path, default_map_error
 from sync.clients.retry import RetryPolicy
 from sync.clients.sync_facade import Portal
 from sync.errors import (
@@ -332,3 +332,35 @@ def test_portal_runs_async_client_from_sync_code():
 
 async def _raise_not_found():
     raise NotFound("gone", status=404)
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["https://api.test/v1", "http://127.0.0.1:8080", "https://api.test/base%20path/v2/", "http://[::1]:9/x"],
+)
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/things", None),
+        ("/things/a%2Fb%20c", {"q": "x y", "n": 1, "flag": True, "u": "é&=?"}),
+        ("/things/{odd}", {"empty": ""}),
+        ("/a/./b", None),  # dot segments: httpx normalizes them (slow path)
+        ("/a/../b", {"k": "v"}),
+        ("things", None),  # relative: joined with one slash
+        ("//evil.test/x", None),
+        ("/x?inline=1", None),
+        ("/x?inline=1", {"params": "win"}),
+        ("/v1.2/file.json", {"limit": 10}),
+        ("/ünïcode/[brackets]", None),
+        ("https://other.test/abs", {"a": "1"}),
+    ],
+)
+def test_request_urls_are_exactly_what_httpx_would_build(base, path, query):
+    client = RequestLoop(base, account="a", transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    expected = httpx.URL(client._absolute(path), params=query or None)
+    built = client._url(path, query)
+    assert str(built) == str(expected)
+    assert built.raw_path == expected.raw_path and built.netloc == expected.netloc
+    assert built == expected
+    if path in ("/things", "/things/a%2Fb%20c", "/v1.2/file.json"):
+        assert _plain_path(path) and client._base_ref is not None  # the fast path was taken
