@@ -10,7 +10,8 @@ That is what lets a plan reference records that do not exist remotely yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any, Literal
 
 Platform = Literal["smartepi", "smartkasa"]
@@ -50,16 +51,122 @@ class EntityPolicy:
     writable: bool = True  # ERP source table accepts write-back of pulled fields
 
 
-@dataclass(frozen=True, slots=True)
+_SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}  # one shared field-name tuple per shape
+
+
+def field_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The shared copy of a field-name tuple (records of one entity hold the same object)."""
+    found = _SHAPES.get(names)
+    if found is None:
+        if len(_SHAPES) >= 4096:  # a bound, for callers that make many one-off shapes
+            _SHAPES.clear()
+        found = _SHAPES[names] = names
+    return found
+
+
 class Desired:
-    """One ERP row, mapped to the platform's shape: what the platform should hold."""
+    """One ERP row, mapped to the platform's shape: what the platform should hold.
+
+    Behaves as a frozen dataclass of ``(platform, entity, erp_key, fields, children,
+    erp_hash)``, but is stored compactly, because a full read holds a million of them at
+    once: the field values as a tuple against a field-name tuple shared by every record
+    of the same shape, and the row hash as its 16 raw bytes. ``fields`` builds a fresh
+    ``dict`` (in field order) on each access; records are never changed after mapping.
+    """
+
+    __slots__ = ("_hash", "_names", "_values", "children", "entity", "erp_key", "platform")
+    __match_args__ = ("platform", "entity", "erp_key", "fields", "children", "erp_hash")
 
     platform: Platform
     entity: str
     erp_key: str
-    fields: dict[str, Any]
-    children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    erp_hash: str = ""  # content hash of the source row (quarantine release, staleness)
+    children: dict[str, list[dict[str, Any]]]
+    _names: tuple[str, ...]
+    _values: tuple[Any, ...]
+    _hash: str | bytes
+
+    def __init__(
+        self,
+        platform: Platform,
+        entity: str,
+        erp_key: str,
+        fields: Mapping[str, Any],
+        children: dict[str, list[dict[str, Any]]] | None = None,
+        erp_hash: str = "",  # content hash of the source row (quarantine release, staleness)
+    ) -> None:
+        put = object.__setattr__
+        put(self, "platform", platform)
+        put(self, "entity", entity)
+        put(self, "erp_key", erp_key)
+        put(self, "_names", field_names(tuple(fields)))
+        put(self, "_values", tuple(fields.values()))
+        put(self, "children", {} if children is None else children)
+        put(self, "_hash", erp_hash)
+
+    @classmethod
+    def packed(
+        cls,
+        platform: Platform,
+        entity: str,
+        erp_key: str,
+        names: tuple[str, ...],
+        values: tuple[Any, ...],
+        children: dict[str, list[dict[str, Any]]],
+        digest: bytes,
+    ) -> Desired:
+        """The mapping's constructor: ``names`` from ``field_names``, ``digest`` the raw row hash."""
+        self = cls.__new__(cls)
+        put = object.__setattr__
+        put(self, "platform", platform)
+        put(self, "entity", entity)
+        put(self, "erp_key", erp_key)
+        put(self, "_names", names)
+        put(self, "_values", values)
+        put(self, "children", children)
+        put(self, "_hash", digest)
+        return self
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return dict(zip(self._names, self._values, strict=False))  # equal lengths by construction
+
+    @property
+    def erp_hash(self) -> str:
+        h = self._hash
+        return h if h.__class__ is str else h.hex()  # type: ignore[union-attr]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """One field value (``fields.get`` without building the dict)."""
+        try:
+            return self._values[self._names.index(name)]
+        except ValueError:
+            return default
+
+    def _astuple(self) -> tuple[Any, ...]:
+        return (self.platform, self.entity, self.erp_key, self.fields, self.children, self.erp_hash)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Desired)
+        return self._astuple() == other._astuple()
+
+    __hash__ = None  # type: ignore[assignment]  # like the frozen dataclass: fields is a dict
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Desired(platform={self.platform!r}, entity={self.entity!r}, erp_key={self.erp_key!r},"
+            f" fields={self.fields!r}, children={self.children!r}, erp_hash={self.erp_hash!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Desired, self._astuple())
 
 
 @dataclass(frozen=True, slots=True)

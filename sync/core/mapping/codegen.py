@@ -24,9 +24,9 @@ from typing import Any
 
 from sync.core import keys as _keys
 from sync.core.mapping.transforms import CACHE_MAX, EMAIL_RE, Invalid
-from sync.core.records import Desired
+from sync.core.records import Desired, field_names
 
-# (rows, seen, desired, nat_keys, slow, flt, refsets, caches) -> (total, filtered)
+# (rows, seen, desired, nat_seen, nat_twice, slow, flt, refsets, caches) -> (total, filtered)
 LoopFn = Callable[..., tuple[int, int]]
 
 
@@ -169,15 +169,24 @@ def build_loop(
                 body.extend(_ref_check(v, ri, ""))
         out.append((f.name, v, False))
 
-    # Build the fields dict (field order, None values left out), then the natural key in
-    # priority order: a single key field folds its value (``fields.get`` ≡ the variable),
-    # a composite one reads the finished dict.
-    build = ["fields = {}"]
-    for name, v, sure in out:
-        if sure:
-            build.append(f"fields[{name!r}] = {v}")
-        else:
-            build.append(f"if {v} is not None: fields[{name!r}] = {v}")
+    # The field values in field order, None values left out (a record of another shape
+    # takes its shared name tuple from ``field_names``), then the natural key in priority
+    # order: a single key field folds its value (``fields.get`` ≡ the variable), a
+    # composite one reads the record's fields as a dict.
+    names_all = tuple(name for name, _, _ in out)
+    ns["G_NAMES"] = field_names(names_all)
+    ns["G_field_names"] = field_names
+    locals_ += ["NAMES", "field_names"]
+    build = ["vals = (" + "".join(f"{v}, " for _, v, _ in out) + ")"]
+    maybe_none = [v for _, v, sure in out if not sure]
+    if maybe_none:
+        build.append(f"if {' or '.join(f'{v} is None' for v in maybe_none)}:")
+        build.append("    names = field_names(tuple([n for n, x in zip(NAMES, vals) if x is not None]))")
+        build.append("    vals = tuple([x for x in vals if x is not None])")
+        build.append("else:")
+        build.append("    names = NAMES")
+    else:
+        build.append("names = NAMES")
     by_name = {name: v for name, v, _ in out}
     if natural_key:
         build.append("kv = ()")
@@ -185,7 +194,7 @@ def build_loop(
             if "+" in kf:
                 ns[f"G_nk{j}"] = _keys.key_function((kf,))
                 locals_.append(f"nk{j}")
-                build.append(f"kv += nk{j}(fields)")
+                build.append(f"kv += nk{j}(dict(zip(names, vals)))")
                 continue
             ns[f"G_fold{j}"] = _keys._FOLDERS.get(kf, _keys.fold)
             locals_.append(f"fold{j}")
@@ -196,7 +205,7 @@ def build_loop(
 
     hash_expr = 'f"' + "\\x1f".join(f"{{{col(c)}!s}}" for c in hash_cols) + '"'
     ind = "            "
-    src = ["def loop(rows, seen, desired, nat_keys, slow, flt, refsets, caches):"]
+    src = ["def loop(rows, seen, desired, nat_seen, nat_twice, slow, flt, refsets, caches):"]
     src += [f"    {name} = G_{name}" for name in locals_]
     src.append("    Bail = G_Bail")
     src.append("    Invalid = G_Invalid")
@@ -204,6 +213,7 @@ def build_loop(
         src.append(f"    valid{i}, quar{i} = refsets[{i}]")
     for i in range(n_caches):
         src.append(f"    m{i} = caches[{i}]")
+    src.append("    seen_add, append, packed = seen.add, desired.append, Desired.packed")
     src.append("    total = filtered = 0")
     src.append("    for row in rows:")
     src.append("        total += 1")
@@ -225,10 +235,14 @@ def build_loop(
     src.append("        except (Invalid, Bail):")
     src.append("            slow(row, total)")
     src.append("            continue")
-    src.append(f"        h = blake({hash_expr}.encode(), digest_size=16).hexdigest()")
-    src.append("        seen[key] = len(desired)")
-    src.append("        nat_keys.append(kv)" if natural_key else "        nat_keys.append(())")
-    src.append("        desired.append(Desired(platform, entity, key, fields, G_NO_CHILDREN, h))")
+    src.append(f"        h = blake({hash_expr}.encode(), digest_size=16).digest()")
+    src.append("        seen_add(key)")
+    if natural_key:  # collisions are found from hashes (``EntityMapping._drop_collisions``)
+        src.append("        for nat in kv:")
+        src.append("            nh = hash(nat)")
+        src.append("            if nh in nat_seen: nat_twice.add(nh)")
+        src.append("            else: nat_seen.add(nh)")
+    src.append("        append(packed(platform, entity, key, names, vals, G_NO_CHILDREN, h))")
     src.append("    return total, filtered")
     source = "\n".join(src) + "\n"
     code = compile(source, f"<erpsync mapping {platform}.{entity}>", "exec")

@@ -31,7 +31,7 @@ from sync.core.mapping.transforms import (
     strip_controls,
     template_fn,
 )
-from sync.core.records import Desired, EntityPolicy, FieldPolicy, Platform, QuarantineEntry
+from sync.core.records import Desired, EntityPolicy, FieldPolicy, Platform, QuarantineEntry, field_names
 from sync.redact import MASK
 
 _VALUE_CHARS = 200  # quarantine values are cut to this length
@@ -406,9 +406,13 @@ class EntityMapping:
             for name, target in self._refs
         ]
         children = [(c, ctx.child_rows.get(c.name), c.spec.column or c.name) for c in self.children]
-        seen: dict[str, int] = {}  # erp key → index in desired, -1 when quarantined
+        seen: set[str] = set()  # erp keys met (mapped or quarantined)
         dup_rows: dict[str, int] = {}
-        nat_keys: list[tuple[tuple[str, str], ...]] = []
+        # Natural keys are not kept per row (a million tuples of folded strings): only
+        # their hashes, and the hashes met twice; ``_drop_collisions`` re-derives the keys
+        # of the few records that can collide.
+        nat_seen: set[int] = set()
+        nat_twice: set[int] = set()
 
         def slow(row: Row, total: int) -> None:
             """One (filtered-in) row through the per-field path, with precise quarantine entries."""
@@ -436,7 +440,7 @@ class EntityMapping:
                 quarantine.append(
                     self._entry(key, key_col, "control_chars", "ERP key has control chars", key, h)
                 )
-                seen[key] = -1
+                seen.add(key)
                 return
             try:
                 fields = {}
@@ -451,7 +455,7 @@ class EntityMapping:
                 quarantine.append(
                     self._entry(key, first.field, first.rule, first.message + more, first.value, h)
                 )
-                seen[key] = -1
+                seen.add(key)
                 return
             bad = None
             for name, _target, valid, quarantined in refs:
@@ -466,7 +470,7 @@ class EntityMapping:
                     break
             if bad is not None:
                 quarantine.append(bad)
-                seen[key] = -1
+                seen.add(key)
                 return
             mapped_children: dict[str, list[dict[str, Any]]] = {}
             try:
@@ -474,7 +478,7 @@ class EntityMapping:
                     mapped_children[child.name] = child.map(kids[child.name])
             except Invalid as exc:
                 quarantine.append(self._entry(key, exc.field, exc.rule, exc.message, exc.value, h))
-                seen[key] = -1
+                seen.add(key)
                 return
             kv: tuple[tuple[str, str], ...] = ()
             if keyfn is not None:
@@ -484,15 +488,30 @@ class EntityMapping:
                         rule = "unkeyed_employee" if entity == "employees" else "unkeyed"
                         msg = f"no {' or '.join(nk)} and key derivation is off"
                         quarantine.append(self._entry(key, nk[0], rule, msg, None, h))
-                        seen[key] = -1
+                        seen.add(key)
                         return
                     fields[self._derive_field] = template_fn(
                         self._derive_template or "", self._derive_names, {"erp_key": key}
                     )(row)
                     kv = keyfn(fields)
-            seen[key] = len(desired)
-            nat_keys.append(kv)
-            desired.append(Desired(platform, entity, key, fields, mapped_children or NO_CHILDREN, h))
+            seen.add(key)
+            for nat in kv:
+                nh = hash(nat)
+                if nh in nat_seen:
+                    nat_twice.add(nh)
+                else:
+                    nat_seen.add(nh)
+            desired.append(
+                Desired.packed(
+                    platform,
+                    entity,
+                    key,
+                    field_names(tuple(fields)),
+                    tuple(fields.values()),
+                    mapped_children or NO_CHILDREN,
+                    bytes.fromhex(h),
+                )
+            )
 
         fast = self._fast_loop()
         if fast is not None:
@@ -500,7 +519,7 @@ class EntityMapping:
             loop, _, n_caches = fast
             refsets = [(valid, quarantined) for _, _, valid, quarantined in refs]
             caches: list[dict[Any, Any]] = [{} for _ in range(n_caches)]
-            total, filtered = loop(rows, seen, desired, nat_keys, slow, flt, refsets, caches)
+            total, filtered = loop(rows, seen, desired, nat_seen, nat_twice, slow, flt, refsets, caches)
         else:
             total = filtered = 0
             for row in rows:
@@ -511,10 +530,12 @@ class EntityMapping:
                 slow(row, total)
 
         result.rows, result.filtered = total, filtered
+        seen.clear()
+        nat_seen.clear()
         if dup_rows:
-            self._drop_duplicates(result, dup_rows, seen, nat_keys)
-        if nk:
-            self._drop_collisions(result, nat_keys)
+            self._drop_duplicates(result, dup_rows)
+        if nk and nat_twice:
+            self._drop_collisions(result, nat_twice)
         if self.self_ref is not None:
             self._check_self_refs(result, ctx)
         return result
@@ -542,11 +563,8 @@ class EntityMapping:
         self,
         result: MapResult,
         dup_rows: Mapping[str, int],
-        seen: Mapping[str, int],
-        nat_keys: list[tuple[tuple[str, str], ...]],
     ) -> None:
         """Every row of a duplicated ERP key is quarantined: we cannot tell which one is right."""
-        drop = {seen[k] for k in dup_rows if seen.get(k, -1) >= 0}
         hashes = {d.erp_key: d.erp_hash for d in result.desired if d.erp_key in dup_rows}
         result.quarantine = [q for q in result.quarantine if q.erp_key not in dup_rows]
         for key, count in dup_rows.items():
@@ -554,16 +572,21 @@ class EntityMapping:
             result.quarantine.append(
                 self._entry(key, self.erp_key_field, "duplicate_erp_key", msg, key, hashes.get(key, ""))
             )
-        keep = [i for i in range(len(result.desired)) if i not in drop]
-        result.desired = [result.desired[i] for i in keep]
-        nat_keys[:] = [nat_keys[i] for i in keep]
+        result.desired = [d for d in result.desired if d.erp_key not in dup_rows]
 
-    def _drop_collisions(self, result: MapResult, nat_keys: Sequence[tuple[tuple[str, str], ...]]) -> None:
-        """Two ERP rows on one platform natural key would both adopt one remote record."""
+    def _drop_collisions(self, result: MapResult, twice: Collection[int]) -> None:
+        """Two ERP rows on one platform natural key would both adopt one remote record.
+
+        ``twice``: hashes of the natural keys met more than once while mapping; a key
+        whose hash is not among them belongs to one row only.
+        """
+        keyfn = key_function(self.natural_key)
         owners: dict[tuple[str, str], str] = {}
         clashes: dict[str, tuple[str, str, str]] = {}  # erp key → (other key, field, value)
-        for d, kv in zip(result.desired, nat_keys, strict=True):
-            for nat in kv:
+        for d in result.desired:
+            for nat in keyfn(d.fields):
+                if hash(nat) not in twice:
+                    continue
                 other = owners.setdefault(nat, d.erp_key)
                 if other != d.erp_key:
                     clashes.setdefault(d.erp_key, (other, nat[0], nat[1]))
@@ -579,7 +602,7 @@ class EntityMapping:
             other, key_field, _ = clash
             field_ = key_field.split("+", 1)[0]
             msg = f"same {key_field} as ERP row {other!r} (case and spaces are ignored)"
-            value = d.fields.get(field_)
+            value = d.get(field_)
             result.quarantine.append(
                 self._entry(d.erp_key, field_, "natural_key_collision", msg, value, d.erp_hash)
             )
@@ -597,7 +620,7 @@ class EntityMapping:
         while changed:  # a quarantined parent quarantines its whole subtree
             changed = False
             for d in result.desired:
-                parent = d.fields.get(ref)
+                parent = d.get(ref)
                 if parent is None or d.erp_key in bad:
                     continue
                 entry = None
@@ -612,8 +635,8 @@ class EntityMapping:
                     changed = True
         for key in _cycle_members(result.desired, ref, bad):
             d = by_key[key]
-            msg = f"{self.entity} parents form a cycle through {d.fields.get(ref)!r}"
-            bad[key] = self._entry(key, ref, "reference_cycle", msg, d.fields.get(ref), d.erp_hash)
+            msg = f"{self.entity} parents form a cycle through {d.get(ref)!r}"
+            bad[key] = self._entry(key, ref, "reference_cycle", msg, d.get(ref), d.erp_hash)
         if bad:
             result.desired = [d for d in result.desired if d.erp_key not in bad]
             result.quarantine.extend(bad.values())
@@ -631,7 +654,7 @@ def self_ref_depths(desired: Sequence[Desired], ref: str) -> dict[str, int]:
     The executor creates categories by increasing depth (parents before children, one
     level per batch, smartkasa.md §5.2). A parent outside ``desired`` counts as a root.
     """
-    parent_of = {d.erp_key: d.fields.get(ref) for d in desired}
+    parent_of = {d.erp_key: d.get(ref) for d in desired}
     depth: dict[str, int] = {}
     for start in parent_of:
         path: list[str] = []

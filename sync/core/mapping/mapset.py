@@ -96,14 +96,22 @@ class MappingSet:
         """Map every entity of a platform in dependency order from complete ERP reads.
 
         ``read(source_entity)`` returns that ERP entity's rows. Each result is recorded in
-        the context, so later entities see dangling and quarantined references.
+        the context, so later entities see dangling and quarantined references (a caller's
+        context gets every entity; our own skips the last one, which nothing reads, and
+        drops each entity's grouped child rows once it is mapped).
         """
         ctx = context or MapContext()
         results: dict[str, MapResult] = {}
-        for em in self.entities(platform):
+        ems = self.entities(platform)
+        for i, em in enumerate(ems):
             for child, (source, _) in em.child_sources.items():
                 ctx.child_rows[child] = em.group_child_rows(child, read(source))
             result = em.map_rows(read(em.source_entity), ctx)
-            ctx.record(em.entity, result)
+            if context is None:  # our own context: nothing reads it after the last entity
+                ctx.child_rows.clear()  # each entity groups its own child rows
+                if i < len(ems) - 1:
+                    ctx.record(em.entity, result)
+            else:
+                ctx.record(em.entity, result)
             results[em.entity] = result
         return results
