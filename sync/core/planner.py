@@ -277,19 +277,47 @@ def _digest(ids: list[str], content: Sequence[Any]) -> str:
     ``repr`` is stable across processes for the normalized values records hold (str,
     Decimal, bool, lists, dicts in mapping order), unlike ``hash()``.
     """
-    h = hashlib.blake2b(digest_size=16)
-    # Same bytes as "\x1f".join(ids), fed in chunks: at a million records the joined string
-    # and its encoding would cost ~50 MB at the plan's memory peak.
-    for i in range(0, len(ids), _CHUNK):
-        if i:
-            h.update(b"\x1f")
-        h.update("\x1f".join(ids[i : i + _CHUNK]).encode())
-    for i in range(0, len(content), _CHUNK):
-        h.update(repr(content[i : i + _CHUNK]).encode())
-    return h.hexdigest()
+    digest = _Digest()
+    digest.feed(ids)
+    return digest.finish(content)
+
+
+class _Digest:
+    """``_digest`` fed as the planner goes: the identity strings are hashed (and dropped)
+    in chunks instead of being held for the whole entity (3 strings per bound record, some
+    of them made on lookup). Same bytes as ``"\\x1f".join(ids)``, then the content."""
+
+    __slots__ = ("_h", "_started")
+
+    def __init__(self) -> None:
+        self._h = hashlib.blake2b(digest_size=16)
+        self._started = False
+
+    def feed(self, ids: list[str]) -> None:
+        """Hash ``ids`` (in chunks) and empty the list."""
+        h = self._h
+        for i in range(0, len(ids), _CHUNK):
+            if self._started:
+                h.update(b"\x1f")
+            h.update("\x1f".join(ids[i : i + _CHUNK]).encode())
+            self._started = True
+        ids.clear()
+
+    def finish(self, content: Sequence[Any]) -> str:
+        h = self._h
+        for i in range(0, len(content), _CHUNK):
+            h.update(repr(content[i : i + _CHUNK]).encode())
+        return h.hexdigest()
 
 
 # --- plan one entity ---------------------------------------------------------------
+
+_FLUSH = 3 * _CHUNK  # identity strings held before they are hashed (see _Digest)
+
+
+def _finish(digest: _Digest, ids: list[str], content: Sequence[Any]) -> str:
+    digest.feed(ids)
+    return digest.finish(content)
 
 
 def plan_entity(
@@ -323,6 +351,7 @@ def plan_entity(
     b_content: list[tuple[Any, ...]] = []
     r_ids: list[str] = []
     r_content: list[tuple[Any, ...]] = []
+    d_dig, b_dig, r_dig = _Digest(), _Digest(), _Digest()
     actions: list[Action] = []
     unbound: list[Desired] = []
     prev_key: str | None = None
@@ -342,6 +371,10 @@ def plan_entity(
         b_add(key)
         b_add(b.remote_id)
         b_add(b.version or "")
+        if len(b_ids) >= _FLUSH:
+            d_dig.feed(d_ids)
+            b_dig.feed(b_ids)
+            r_dig.feed(r_ids)
         if same_base:
             d_ids.append(key)
         else:
@@ -398,8 +431,8 @@ def plan_entity(
             removals += not action.local_only
 
     fingerprints = {
-        f"{policy.platform}/{policy.entity}/desired": _digest(d_ids, d_content),
-        f"{policy.platform}/{policy.entity}/base": _digest(b_ids, b_content),
+        f"{policy.platform}/{policy.entity}/desired": _finish(d_dig, d_ids, d_content),
+        f"{policy.platform}/{policy.entity}/base": _finish(b_dig, b_ids, b_content),
     }
     if remotes is not None:
         if r_seen < len(remotes):  # some remotes are unbound: they matter for adopt
@@ -407,7 +440,7 @@ def plan_entity(
             for rid in sorted(rid for rid in remotes if rid not in bound_ids):
                 r = remotes[rid]
                 r_content.append((rid, r.version, r.fields, r.children, "unbound"))
-        fingerprints[f"{policy.platform}/{policy.entity}/remote"] = _digest(r_ids, r_content)
+        fingerprints[f"{policy.platform}/{policy.entity}/remote"] = _finish(r_dig, r_ids, r_content)
     actions.sort(key=Action.sort_key)
     return EntityPlan(
         policy=policy,
