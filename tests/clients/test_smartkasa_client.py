@@ -712,13 +712,13 @@ def test_batch_create_chunks_and_maps_in_order(clock):
     fake = FakeSK(clock)
 
     async def go():
-        async with make(fake, clock, batch_size=3) as sk:
+        async with make(fake, clock, batch_size=3, verify_batch_order=False) as sk:
             return await sk.products.create_many(items(7))
 
     ids = run(go())
     assert [fake.products[i]["number"] for i in ids] == [f"N{i}" for i in range(7)]
     assert fake.count("POST", "/api/v1/inventory/products/batch") == 3
-    assert fake.count("GET", "/api/v1/inventory/products/" + ids[0]) == 0  # trusted: no read-back
+    assert fake.count("GET", "/api/v1/inventory/products/" + ids[0]) == 0  # opted out: no read-back
 
 
 def test_batch_verify_order_option_fixes_shuffled_answers(clock):
@@ -726,12 +726,28 @@ def test_batch_verify_order_option_fixes_shuffled_answers(clock):
     fake.batch_order = "reversed"
 
     async def go():
-        async with make(fake, clock, batch_size=4, verify_batch_order=True) as sk:
+        async with make(fake, clock, batch_size=4) as sk:  # verification is the default
             return await sk.products.create_many(items(6))
 
     ids = run(go())
     assert [fake.products[i]["number"] for i in ids] == [f"N{i}" for i in range(6)]
-    assert sum(1 for m, p in fake.calls if m == "GET" and p.startswith("/api/v1/inventory/products/")) == 6
+    # a chunk of 4 is read back by listing (2 pages of 2: cheaper than 4 GETs), a chunk of 2 by id
+    assert fake.count("GET", "/api/v1/inventory/products") == 2
+    assert sum(1 for m, p in fake.calls if m == "GET" and p.startswith("/api/v1/inventory/products/")) == 2
+
+
+def test_batch_marker_maps_identical_products_without_barcode(clock):
+    """Products without a barcode and with one title: only the marker tells them apart."""
+    fake = FakeSK(clock)
+    fake.batch_order = "reversed"
+    rows = [{"title": "Same", "price": Decimal(1), "alter_number": f"ERP-{i}"} for i in range(5)]
+
+    async def go():
+        async with make(fake, clock, batch_size=5) as sk:
+            return await sk.products.create_many(rows, marker="alter_number")
+
+    ids = run(go())
+    assert [fake.products[i]["alter_number"] for i in ids] == [f"ERP-{i}" for i in range(5)]
 
 
 def test_batch_count_mismatch_verifies_and_reports_unconfirmed_items(clock):

@@ -47,6 +47,17 @@ def category_title(rec: Mapping[str, Any]) -> Hashable | None:
     return fold(rec.get("title"))
 
 
+def field_key(name: str) -> KeyFn:
+    """Match on one field as sent, exactly (trimmed): the marker erpsync stamps on creates."""
+
+    def key(rec: Mapping[str, Any]) -> Hashable | None:
+        value = rec.get(name)
+        text = None if value is None else str(value).strip()
+        return text or None
+
+    return key
+
+
 PRODUCT_KEYS: tuple[KeyFn, ...] = (product_number_title, product_number)
 CATEGORY_KEYS: tuple[KeyFn, ...] = (category_title_parent, category_title)
 

@@ -25,7 +25,10 @@ class SmartKasaSettings(BaseModel):
     body_style: Literal["plain", "wrapped"] = "plain"
     refresh_margin_seconds: float = Field(300.0, ge=0)
     batch_size: int = Field(100, ge=1, le=1000)
-    verify_batch_order: bool = False  # read back every batch create, not only on a count mismatch
+    # Read back every batch create and match the records to the inputs, not only on a count
+    # mismatch: the contract does not state the order of the returned ids (§5.4, §8), and a
+    # positional mapping of a reordered answer binds rows to each other's products.
+    verify_batch_order: bool = True
     per_page: int = Field(100, ge=1, le=1000)
     timeout: float = Field(30.0, gt=0)
     max_connections: int = Field(8, ge=1)

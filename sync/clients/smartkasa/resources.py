@@ -42,8 +42,9 @@ from pydantic import BaseModel
 
 from sync import errors as E
 from sync.clients.smartkasa import models as M
-from sync.clients.smartkasa.batch import CATEGORY_KEYS, PRODUCT_KEYS, KeyFn, match_ids
+from sync.clients.smartkasa.batch import CATEGORY_KEYS, PRODUCT_KEYS, KeyFn, field_key, match_ids
 from sync.clients.smartkasa.errors import PLATFORM, BatchAmbiguous, BatchChunkRejected
+from sync.clients.smartkasa.pagination import next_page_of
 from sync.core.keys import fold
 
 if TYPE_CHECKING:
@@ -57,6 +58,17 @@ _NEVER_SEND = frozenset({"user_id", "owner_id"})
 
 def _fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in _NEVER_SEND}
+
+
+def _pages_left(body: Mapping[str, Any], per_page: int) -> int | None:
+    """Pages after the first of a Kaminari list (``meta.total_pages``, else from ``total_count``)."""
+    meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+    for name in ("total_pages", "total_count"):
+        value = meta.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            pages = value if name == "total_pages" else -(-value // max(1, per_page))
+            return max(0, pages - 1)
+    return None
 
 
 def _id_of(data: Any) -> str:
@@ -148,8 +160,11 @@ class _BatchCreate(_Resource[ModelT]):
 
     collection: str  # batch collection key
     keys: tuple[KeyFn, ...]
+    # A marker field we sent was missing from a record read back: the platform does not keep
+    # it, so it cannot find a lost create (the engine then holds such creates for a person).
+    marker_lost: bool = False
 
-    async def _read_back(self, ids: Sequence[str]) -> list[tuple[str, Mapping[str, Any]]]:
+    async def _get_each(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         gate = asyncio.Semaphore(self._api.settings.read_back_concurrency)
 
         async def one(ident: str) -> tuple[str, Mapping[str, Any]]:
@@ -160,10 +175,41 @@ class _BatchCreate(_Resource[ModelT]):
                     return ident, {}
                 return ident, data if isinstance(data, dict) else {}
 
-        return list(await asyncio.gather(*(one(i) for i in ids)))
+        return dict(await asyncio.gather(*(one(i) for i in ids)))
+
+    async def _read_back(self, ids: Sequence[str]) -> list[tuple[str, Mapping[str, Any]]]:
+        """The created records, by the cheaper of one GET per id and one listing of the catalog.
+
+        The first list page tells the catalog's size (``meta``); when the remaining pages are
+        fewer than the ids still unread, the listing goes on, and whatever it did not show
+        (records created meanwhile shift pages: the contract promises no consistency) is read
+        by id. Small reads (a few ids) skip the probe.
+        """
+        wanted = {str(i) for i in ids}
+        got: dict[str, Mapping[str, Any]] = {}
+        per_page = self._api.settings.per_page
+        if len(wanted) > 2:
+            page: int | None = 1
+            while page is not None:
+                body = (
+                    await self._api.request("GET", self.path, params={"page": page, "per_page": per_page})
+                ).data
+                after = next_page_of(body, page)
+                for rec in body["data"]:
+                    if isinstance(rec, dict) and str(rec.get("id")) in wanted:
+                        got[str(rec["id"])] = rec
+                if page == 1 and after is not None:
+                    left = _pages_left(body, per_page)
+                    if left is None or left > len(wanted - got.keys()):
+                        break
+                page = after
+        missing = [i for i in ids if str(i) not in got]
+        if missing:
+            got.update(await self._get_each(missing))
+        return [(str(i), got.get(str(i), {})) for i in ids]
 
     async def _map_chunk(
-        self, chunk: list[Mapping[str, Any]], data: Any
+        self, chunk: list[Mapping[str, Any]], data: Any, marker: str | None
     ) -> tuple[list[str | None], list[str], bool]:
         if not isinstance(data, list):
             raise E.ContractViolation("batch answer is not a list", platform=PLATFORM)
@@ -173,13 +219,31 @@ class _BatchCreate(_Resource[ModelT]):
         trusted = len(created) == len(data) == len(chunk)
         if trusted and not self._api.settings.verify_batch_order:
             return [i for i, _ in created], [], False
-        if any(self.keys[0](rec) is None for _, rec in created):
+        keys = self.keys if marker is None else (field_key(marker), *self.keys)
+        if any(keys[0](rec) is None for _, rec in created):
             created = await self._read_back([i for i, _ in created])
-        ids, leftovers = match_ids(chunk, created, self.keys)
+        read = [rec for _, rec in created if rec]
+        sent = any(item.get(marker) not in (None, "") for item in chunk) if marker else False
+        if marker is not None and sent and read and all(not rec.get(marker) for rec in read):
+            if not self.marker_lost:
+                log.error(
+                    "smartkasa does not keep %s.%s (read back empty): lost creates of records without "
+                    "a natural key cannot be found and will be held for a person",
+                    self.collection,
+                    marker,
+                )
+            self.marker_lost = True
+        ids, leftovers = match_ids(chunk, created, keys)
         return ids, leftovers, True
 
-    async def iter_create_batches(self, items: Sequence[Mapping[str, Any]]) -> AsyncIterator[BatchResult]:
-        """Create ``items`` chunk by chunk, yielding each chunk's mapped ids as it lands."""
+    async def iter_create_batches(
+        self, items: Sequence[Mapping[str, Any]], *, marker: str | None = None
+    ) -> AsyncIterator[BatchResult]:
+        """Create ``items`` chunk by chunk, yielding each chunk's mapped ids as it lands.
+
+        ``marker``: a field every item carries with a value unique to it (the ERP key); the
+        created records are matched to the items by it first.
+        """
         size = self._api.settings.batch_size
         done: list[str] = []
         url = self._api.base_url + self.path + "/batch"
@@ -212,7 +276,7 @@ class _BatchCreate(_Resource[ModelT]):
                     url=url,
                 ) from None
             try:
-                ids, leftovers, verified = await self._map_chunk(chunk, data)
+                ids, leftovers, verified = await self._map_chunk(chunk, data, marker)
             except E.ClientError as exc:
                 raise BatchAmbiguous(
                     f"batch of {len(chunk)} {self.collection} created but its ids could not be mapped: {exc}",
@@ -243,10 +307,10 @@ class _BatchCreate(_Resource[ModelT]):
             done.extend(confirmed)
             yield BatchResult(offset=offset, items=chunk, ids=confirmed, verified=verified)
 
-    async def create_many(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
+    async def create_many(self, items: Sequence[Mapping[str, Any]], *, marker: str | None = None) -> list[str]:
         """Ids of the created records, in input order (errors carry ``done`` for earlier chunks)."""
         out: list[str] = []
-        async for result in self.iter_create_batches(items):
+        async for result in self.iter_create_batches(items, marker=marker):
             out.extend(result.ids)
         return out
 
