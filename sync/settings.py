@@ -180,8 +180,27 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     report_dir: Path = Path("reports")
+    # Fernet key(s) that encrypt platform session tokens in the state store (comma-separated,
+    # first one encrypts); default $ERPSYNC_SECRET_KEY. None: tokens are kept in memory only.
+    secrets_key: SecretStr | None = Field(
+        default_factory=lambda: (
+            SecretStr(os.environ["ERPSYNC_SECRET_KEY"])
+            if os.environ.get("ERPSYNC_SECRET_KEY", "").strip()
+            else None
+        ),
+        validate_default=True,
+    )
     celery: CelerySettings = Field(default_factory=CelerySettings)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, v: SecretStr | None) -> SecretStr | None:
+        from sync.state.tokens import parse_keys
+
+        if v is not None:
+            parse_keys(v.get_secret_value())
+        return v
 
     @field_validator("tenants")
     @classmethod
@@ -296,6 +315,9 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
 
 
 def _register_secrets(settings: Settings) -> None:
+    if settings.secrets_key is not None:
+        for key in settings.secrets_key.get_secret_value().split(","):
+            register_secret(key.strip())
     for tenant in settings.tenants.values():
         secrets: list[SecretStr | None] = [tenant.event_token]
         if tenant.smartepi:

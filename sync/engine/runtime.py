@@ -11,7 +11,6 @@ as the runtime, and only the adapters (which hold per-run caches) are new per ru
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,43 +24,8 @@ from sync.core.records import EntityPolicy, Platform
 from sync.engine.adapters.base import PlatformAdapter
 from sync.errors import ConfigError
 from sync.settings import Settings, TenantSettings
-from sync.state.store import StateStore, TokenRow
-
-
-class StateTokenStore:
-    """SmartKasa session tokens persisted in the state store (rotation survives restarts)."""
-
-    def __init__(self, store: StateStore, tenant: str) -> None:
-        self.store, self.tenant = store, tenant
-
-    async def load(self) -> Any:
-        from sync.clients.smartkasa.auth import TokenSet
-
-        row = self.store.load_token(self.tenant, "smartkasa")
-        if row is None:
-            return None
-        return TokenSet(
-            access=row.access_token,
-            refresh=row.refresh_token or None,
-            access_expires_at=row.access_expires_at,
-            refresh_expires_at=row.refresh_expires_at,
-        )
-
-    async def save(self, tokens: Any) -> None:
-        far = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-        self.store.save_token(
-            self.tenant,
-            "smartkasa",
-            TokenRow(
-                tokens.access,
-                tokens.refresh or "",
-                tokens.access_expires_at or far,
-                tokens.refresh_expires_at or far,
-            ),
-        )
-
-    def __repr__(self) -> str:
-        return f"StateTokenStore(tenant={self.tenant!r})"
+from sync.state.store import StateStore
+from sync.state.tokens import StateTokenStore, token_cipher
 
 
 @dataclass
@@ -195,7 +159,9 @@ class TenantRuntime:
                 account=self.tenant_id,
                 governor=gov,
                 transport=self.transports.get("smartkasa"),
-                token_store=StateTokenStore(self.store, self.tenant_id),
+                token_store=StateTokenStore(
+                    self.store, self.tenant_id, token_cipher(self.settings.secrets_key)
+                ),
             )
         return out
 

@@ -2,15 +2,25 @@
 
 SQLite is the embedded default (WAL so readers never block the writer, a busy timeout so
 concurrent workers wait instead of failing, foreign keys on); PostgreSQL is chosen by URL.
+
+The SQLite file holds session tokens (encrypted), payloads and the inbox, so it is created
+owner-only (0600; SQLite gives its ``-wal``/``-shm`` files the same mode) and an existing
+group- or world-readable file is tightened. ``synchronous=FULL``: the webhook route answers
+2xx once an event is committed to the inbox, and under WAL ``NORMAL`` may lose the last
+commits on a power failure (not on a process crash); an acknowledged event must survive
+both, so every commit waits for its WAL fsync.
 The schema is owned by Alembic (``erpsync db upgrade``); ``ensure_schema`` runs the same
 migrations for embedded uses (demo, tests), never ``create_all``, so both paths agree.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +36,8 @@ from sqlmodel import Session, create_engine
 from sync.errors import StateError
 from sync.redact import scrub
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -36,8 +48,32 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` owner-only (0600), or tighten it (and its SQLite side files) if others can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        _tighten(file)
+
+
+def _tighten(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        path.chmod(mode & 0o700)
+    except OSError as exc:  # not our file: say so, do not fail the start
+        log.warning("%s is readable by other users (%o) and cannot be tightened: %s", path, mode, exc)
+        return
+    log.info("tightened %s from %o to %o (it holds session tokens and payloads)", path, mode, mode & 0o700)
 
 
 def make_engine(url: str) -> Engine:
@@ -47,8 +83,8 @@ def make_engine(url: str) -> Engine:
     some are secrets (SmartKasa session tokens in ``platform_tokens``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            private_file(Path(parsed.database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
         )

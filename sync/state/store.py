@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -44,6 +46,9 @@ from sync.state.models import (
     Run,
     RunItem,
 )
+from sync.state.tokens import TokenCipher
+
+log = logging.getLogger(__name__)
 
 _DEC = "\x1fd:"
 OPEN_INTENT_STATES = ("pending", "unknown")
@@ -969,21 +974,59 @@ class StateStore:
             return list(s.exec(stmt.order_by(AdoptedEdit.id)).scalars())
 
     # --- platform tokens -----------------------------------------------------------
+    # Tokens are stored encrypted only (sync/state/tokens.py says why and with which key).
 
-    def load_token(self, tenant: str, platform: str) -> TokenRow | None:
+    def load_token(self, tenant: str, platform: str, *, cipher: TokenCipher | None) -> TokenRow | None:
+        """The stored session, decrypted; None when absent or unreadable with ``cipher``.
+
+        A plaintext row (written before encryption) is returned once and then rewritten
+        encrypted, or deleted when no cipher is configured."""
         with self.session() as s:
             row = s.get(PlatformToken, (tenant, platform))
             if row is None:
                 return None
-            return TokenRow(
-                row.access_token, row.refresh_token, row.access_expires_at, row.refresh_expires_at
-            )
+            found = (row.access_token, row.refresh_token)
+            expiry = (row.access_expires_at, row.refresh_expires_at)
+            if all(TokenCipher.is_encrypted(t) for t in found):
+                if cipher is None:
+                    log.info("the stored %s session is encrypted and no secrets_key is set", platform)
+                    return None
+                try:
+                    opened = [cipher.decrypt(t) for t in found]
+                except InvalidToken:
+                    log.warning(
+                        "the stored %s session of tenant %r cannot be decrypted with secrets_key "
+                        "(was the key changed?): logging in again",
+                        platform,
+                        tenant,
+                    )
+                    return None
+                token = TokenRow(opened[0][0], opened[1][0], *expiry)
+                if not any(stale for _, stale in opened):
+                    return token
+                log.info("re-encrypting the stored %s session with the current secrets_key", platform)
+            else:
+                token = TokenRow(*found, *expiry)
+                if cipher is None:
+                    s.delete(row)
+                    s.commit()
+                    log.info("deleted the plaintext %s session of an old erpsync (no secrets_key)", platform)
+                    return token
+                log.info("encrypting the plaintext %s session left by an older erpsync", platform)
+        self.save_token(tenant, platform, token, cipher=cipher)
+        return token
 
-    def save_token(self, tenant: str, platform: str, token: TokenRow) -> None:
-        """Persist a platform session. A database error is re-raised without its text: the
-        server's own message can quote the failing row, tokens included."""
+    def save_token(self, tenant: str, platform: str, token: TokenRow, *, cipher: TokenCipher) -> None:
+        """Persist a platform session, encrypted. A database error is re-raised without its
+        text: the server's own message can quote the failing row."""
+        sealed = TokenRow(
+            cipher.encrypt(token.access_token),
+            cipher.encrypt(token.refresh_token),
+            token.access_expires_at,
+            token.refresh_expires_at,
+        )
         try:
-            self._save_token(tenant, platform, token)
+            self._save_token(tenant, platform, sealed)
         except DBAPIError as exc:
             raise StateError(
                 f"saving the {platform} session of tenant {tenant!r} failed ({type(exc.orig).__name__})"

@@ -8,11 +8,13 @@ from decimal import Decimal
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
 from sqlmodel import SQLModel
 
 from sync.core.records import QuarantineEntry
 from sync.state.db import current_revision, get_engine, head_revision
 from sync.state.store import IntentClaimed, StateStore, TokenRow
+from sync.state.tokens import TokenCipher
 
 
 def test_migrations_match_models(state_url: str) -> None:
@@ -85,8 +87,9 @@ def test_cursor_token_inbox(state_url: str, tenant_id: str) -> None:
     assert store.get_cursor(tenant_id, "smartepi", "withdrawals") == "2026-01-02T00:00:00Z"
 
     exp = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    store.save_token(tenant_id, "smartkasa", TokenRow("acc-secret", "ref-secret", exp, exp))
-    token = store.load_token(tenant_id, "smartkasa")
+    cipher = TokenCipher(Fernet.generate_key().decode())
+    store.save_token(tenant_id, "smartkasa", TokenRow("acc-secret", "ref-secret", exp, exp), cipher=cipher)
+    token = store.load_token(tenant_id, "smartkasa", cipher=cipher)
     assert token is not None and token.refresh_token == "ref-secret" and token.access_expires_at == exp
     assert "secret" not in repr(token)
 
