@@ -19,13 +19,16 @@ from sync.core.mapping.compiled import EntityMapping
 from sync.core.mapping.mapset import MappingSet, dependency_levels
 from sync.core.mapping.spec import (
     DEFAULT_NATURAL_KEYS,
+    FIELD_TYPES,
     KNOWN_CHILDREN,
     KNOWN_FIELDS,
     KNOWN_REFS,
+    ChildSpec,
     EntitySpec,
+    FieldSpec,
     MappingFileSpec,
 )
-from sync.core.mapping.transforms import canon_text
+from sync.core.mapping.transforms import Invalid, canon_text, compile_field
 from sync.core.records import Platform
 from sync.errors import MappingError
 
@@ -173,6 +176,92 @@ def _check_entity(
         doc.problem((*base, "derive_key", "field"), "derive_key.field must be one of the natural key fields")
 
 
+_NUMBERS = frozenset({"integer", "decimal"})
+
+
+def _typed_constant(
+    doc: _Doc,
+    loc: Loc,
+    platform: Platform,
+    where: str,
+    fname: str,
+    fspec: FieldSpec,
+    lookups: Mapping[str, Any],
+) -> FieldSpec:
+    """A ``constant`` takes the platform field's type (``FIELD_TYPES``) unless ``type`` is given.
+
+    An explicit ``type`` that contradicts the platform's (``type: string`` on a boolean) is a
+    problem: the mapped value would never equal what the platform returns, so every plan
+    would update the record again. The constant is coerced and validated here, once, so a
+    value that cannot be of the type (``constant: maybe`` on a boolean) fails the check.
+    """
+    wanted = FIELD_TYPES.get((platform, where), {}).get(fname)
+    if "type" in fspec.model_fields_set:
+        if wanted is not None and fspec.type != wanted and {fspec.type, wanted} != _NUMBERS:
+            doc.problem(
+                (*loc, "type"),
+                f"{fname} is a {wanted} field on {platform}: a constant of type {fspec.type} would "
+                f"differ from the platform's value on every run (drop type, or use type: {wanted})",
+            )
+            return fspec
+    elif wanted is not None:
+        fspec = fspec.model_copy(update={"type": wanted})
+    table = lookups.get(fspec.lookup) if isinstance(fspec.lookup, str) else fspec.lookup
+    try:
+        compile_field(
+            fname,
+            extract=lambda row: fspec.constant,
+            spaces=fspec.spaces,
+            case=fspec.case,
+            lookup=table,
+            lookup_default=fspec.lookup_default,
+            has_lookup_default=fspec.has_lookup_default,
+            default=fspec.default,
+            has_default=fspec.has_default,
+            type_=fspec.type,
+            precision=fspec.precision,
+            date_format=fspec.date_format,
+            required=fspec.required,
+            max_length=fspec.max_length,
+            min_length=fspec.min_length,
+            minimum=fspec.min,
+            maximum=fspec.max,
+            email=fspec.format == "email",
+            pattern=fspec.pattern,
+            constant=True,
+        )
+    except Invalid as exc:
+        doc.problem(
+            (*loc, "constant"), f"constant {fspec.constant!r} is not a valid {fspec.type}: {exc.message}"
+        )
+    return fspec
+
+
+def _typed_constants(
+    doc: _Doc, platform: Platform, name: str, spec: EntitySpec, lookups: Mapping[str, Any]
+) -> EntitySpec:
+    """``spec`` with every constant typed as its platform field (see ``_typed_constant``)."""
+    base: Loc = ("entities", name)
+    fields = dict(spec.fields)
+    for fname, fspec in spec.fields.items():
+        if fspec.has_constant:
+            fields[fname] = _typed_constant(
+                doc, (*base, "fields", fname), platform, name, fname, fspec, lookups
+            )
+    children: dict[str, ChildSpec] = dict(spec.children)
+    for cname, cspec in spec.children.items():
+        cfields = dict(cspec.fields)
+        for fname, fspec in cspec.fields.items():
+            if fspec.has_constant:
+                loc = (*base, "children", cname, "fields", fname)
+                cfields[fname] = _typed_constant(doc, loc, platform, f"{name}.{cname}", fname, fspec, lookups)
+        if cfields != cspec.fields:
+            children[cname] = cspec.model_copy(update={"fields": cfields})
+    if fields == spec.fields and children == spec.children:
+        return spec
+    return spec.model_copy(update={"fields": fields, "children": children})
+
+
 def _parse(doc: _Doc) -> tuple[MappingFileSpec, dict[str, EntitySpec]] | None:
     """Validate the file head and each entity on its own, so one bad entity hides nothing."""
     data = doc.data
@@ -234,8 +323,9 @@ def load_mapping_texts(
                 other = owners[(head.platform, name)][0]
                 doc.problem(("entities", name), f"{head.platform} {name} is already mapped in {other.name}")
                 continue
-            owners[(head.platform, name)] = (doc, entity)
             _check_entity(doc, head.platform, name, entity, tables[head.platform])
+            entity = _typed_constants(doc, head.platform, name, entity, tables[head.platform])
+            owners[(head.platform, name)] = (doc, entity)
 
     # references: the target must be mapped on the same platform; no cycles between entities
     refs_by_platform: dict[Platform, dict[str, list[str]]] = {}

@@ -76,6 +76,32 @@ KNOWN_CHILDREN: dict[tuple[Platform, str], dict[str, frozenset[str]]] = {
     ("smartkasa", "products"): {"cards": frozenset({"shop_id", "count", "counting_enabled"})},
 }
 
+# Platform field types other than text (smartepi.md §5.5, smartkasa.md §5; the client models
+# in sync/clients/*/models.py). A ``constant`` takes its field's type from here (loader), so
+# ``active: {constant: true}`` is the boolean ``True`` the platform returns, not the text "true"
+# (which would differ from the platform's value on every plan). Fields absent here are text.
+FIELD_TYPES: dict[tuple[Platform, str], dict[str, ValueType]] = {
+    ("smartepi", "employees"): {"active": "boolean", "admissionDate": "date"},
+    ("smartepi", "products"): {"active": "boolean"},
+    ("smartepi", "products.certificates"): {"expiresAt": "date"},
+    ("smartkasa", "categories"): {"color_id": "integer"},
+    ("smartkasa", "products"): {
+        "unit_type_id": "integer",
+        "price": "decimal",
+        "procurement_price": "decimal",
+        "sold_by_weight": "boolean",
+        "is_free_price": "boolean",
+        "classifier_type_id": "integer",
+        "tax_group_id": "integer",
+        "subgroup_id": "integer",
+    },
+    ("smartkasa", "products.cards"): {
+        "shop_id": "integer",
+        "count": "decimal",
+        "counting_enabled": "boolean",
+    },
+}
+
 # Reference fields: always compared in ERP-key space, so the target must be mapped.
 KNOWN_REFS: dict[tuple[Platform, str], dict[str, str]] = {
     ("smartepi", "employees"): {
