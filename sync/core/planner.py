@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sync.core.keys import KeyIndex, key_values, primary_key
+from sync.core.keys import KeyIndex, fold, key_values, primary_key
 from sync.core.normalize import canonical_json
 from sync.core.plan import Action, ActionKind, FieldChange, Plan, PlanMode, count_actions
-from sync.core.records import Base, Desired, EntityPolicy, FieldPolicy, QuarantineEntry, Remote
+from sync.core.records import Base, Desired, EntityPolicy, FieldPolicy, QuarantineEntry, Remote, SetAside
 from sync.errors import PlanError, SafetyValveTripped, utcnow
 
 DEFAULT_PAGE_SIZE = {"smartepi": 100, "smartkasa": 100}
@@ -174,6 +174,32 @@ def _diff(
             kept = change.new if change.resolution != "report" else (None if bv is _MISSING else bv)
         agreed_children[name] = kept or []
     return changes, payload, children, agreed, agreed_children
+
+
+def keep_set_aside(d: Desired, have: Mapping[str, list[dict[str, Any]]], held: Sequence[SetAside]) -> Desired:
+    """``d`` with the platform's entries for child rows the mapping set aside (``have``: the
+    remote's children, or the base's in fast mode).
+
+    A child row set aside is not gone from the ERP, so the platform's entry with its key
+    stays as it is: never a delete, never drift. When the rejected row's key could not be
+    read (a size without a name), no entry of that collection missing from the ERP is
+    removed until the row is fixed: erpsync cannot tell which one the row meant.
+    """
+    children = dict(d.children)
+    for name, key, ident in held:
+        mine = children.get(name) or []
+        present = {tuple(fold(item.get(k)) for k in key) for item in mine}
+        extra = []
+        for item in have.get(name) or ():
+            found = tuple(fold(item.get(k)) for k in key)
+            if found not in present and (ident is None or found == ident):
+                extra.append(item)
+                present.add(found)
+        if extra:
+            children[name] = [*mine, *extra]
+    if children == d.children:
+        return d
+    return Desired(d.platform, d.entity, d.erp_key, d.fields, children, d.erp_hash)
 
 
 def _kept(bv: Any, rv: Any) -> Any:
@@ -328,11 +354,13 @@ def plan_entity(
     *,
     source_complete: bool,
     held: Collection[str] = (),
+    set_aside: Mapping[str, Sequence[SetAside]] | None = None,
 ) -> EntityPlan:
     """Plan one entity. ``remotes`` None = fast mode (trust bindings and bases).
 
     ``held`` are ERP keys the mapping quarantined: they are present in the ERP, so their
-    bases are never treated as gone.
+    bases are never treated as gone. ``set_aside``: per ERP key, the child rows the mapping
+    set aside while the record itself syncs (``keep_set_aside``).
     """
     if policy.delete == "deactivate" and not policy.deactivate_field:
         raise PlanError(
@@ -367,6 +395,10 @@ def plan_entity(
             d_content.append((key, d.fields, d.children))
             unbound.append(d)
             continue
+        if set_aside and key in set_aside:
+            have = b if remotes is None else remotes.get(b.remote_id)
+            if have is not None:
+                d = keep_set_aside(d, have.children, set_aside[key])
         same_base = d.fields == b.fields and (not has_children or _same_children_all(policy, d, b))
         b_add(key)
         b_add(b.remote_id)
@@ -406,7 +438,7 @@ def plan_entity(
         if action is not None:
             actions.append(action)
 
-    actions.extend(_plan_unbound(ctx, unbound, bases, remotes))
+    actions.extend(_plan_unbound(ctx, unbound, bases, remotes, set_aside or {}))
 
     removals = 0
     matched = len(rows) - len(unbound)
@@ -460,7 +492,11 @@ def _same_children_all(policy: EntityPolicy, a: Desired | Remote, b: Base) -> bo
 
 
 def _plan_unbound(
-    ctx: _Ctx, unbound: list[Desired], bases: Mapping[str, Base], remotes: Mapping[str, Remote] | None
+    ctx: _Ctx,
+    unbound: list[Desired],
+    bases: Mapping[str, Base],
+    remotes: Mapping[str, Remote] | None,
+    set_aside: Mapping[str, Sequence[SetAside]],
 ) -> list[Action]:
     """Adopt, create or skip the ERP rows without a binding (already in ERP-key order)."""
     if not unbound:
@@ -501,7 +537,10 @@ def _plan_unbound(
                 )
                 continue
             assert remotes is not None
-            actions.append(_adopt(ctx, d, remotes[rid]))
+            r = remotes[rid]
+            if d.erp_key in set_aside:
+                d = keep_set_aside(d, r.children, set_aside[d.erp_key])
+            actions.append(_adopt(ctx, d, r))
             continue
         twins = sorted(
             {k for nk in key_values(d.fields, policy.natural_key) for k in by_key[nk]} - {d.erp_key}
@@ -684,7 +723,8 @@ def make_plan(
             continue
         if mode == "full" and inputs.remotes is None:
             raise PlanError(f"{name}: a full plan needs the remote records (or use fast mode)")
-        held = {q.erp_key for q in inputs.quarantine}
+        held = {q.erp_key for q in inputs.quarantine if not q.child_only}
+        set_aside = {q.erp_key: q.set_aside for q in inputs.quarantine if q.child_only}
         ep = plan_entity(
             policy,
             inputs.desired,
@@ -692,6 +732,7 @@ def make_plan(
             inputs.remotes if mode == "full" else None,
             source_complete=inputs.source_complete,
             held=held,
+            set_aside=set_aside,
         )
         if not force:
             check_safety(ep, safety_share=safety_share, source_complete=inputs.source_complete)

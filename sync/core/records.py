@@ -24,6 +24,11 @@ DeletePolicy = Literal["ignore", "deactivate", "delete"]
 # compares equal to a real ERP key.
 UNBOUND_REF_PREFIX = "remote:"
 
+# The longest ERP key the state store holds (its key columns are VARCHAR(255) on
+# PostgreSQL). A longer key is quarantined at mapping (rule ``key_too_long``): it could
+# never be bound, and its intent insert would fail the whole apply on every retry.
+MAX_KEY_LENGTH = 255
+
 
 @dataclass(frozen=True, slots=True)
 class FieldPolicy:
@@ -192,9 +197,19 @@ class Base:
     version: str | None = None
 
 
+# A child row set aside while its parent syncs: (collection, key fields, folded key), the
+# key ``None`` when the row's own key could not be read (a size without a name).
+SetAside = tuple[str, tuple[str, ...], tuple[str | None, ...] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class QuarantineEntry:
-    """A row that cannot be synced, with a reason naming the row, the field and the rule."""
+    """A row that cannot be synced, with a reason naming the row, the field and the rule.
+
+    With ``set_aside`` the entry is about child rows only (a size without a name, a stock
+    card whose count is not a number): the parent itself syncs with its other children,
+    and the planner leaves the platform's children of those keys alone (never a delete).
+    """
 
     platform: Platform
     entity: str
@@ -206,6 +221,12 @@ class QuarantineEntry:
     erp_hash: str = ""
     stage: str = "validate"  # validate | apply | inbound
     request_id: str | None = None
+    set_aside: tuple[SetAside, ...] = ()
+
+    @property
+    def child_only(self) -> bool:
+        """Only child rows are held back: the parent record itself is synced."""
+        return bool(self.set_aside)
 
     def reason(self) -> str:
         where = f"{self.entity} {self.erp_key!r}"

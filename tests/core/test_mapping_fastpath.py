@@ -91,6 +91,12 @@ def _employees(n: int) -> list[dict[str, Any]]:
         {"situacao": None},  # default
         {"situacao": " d "},
         {"nome": None, "email": "bad", "setor": "S99"},  # several problems at once
+        {"matricula": "K" * 256},  # longer than the state store's key columns
+        {"matricula": "K" * 255},  # the longest key that fits
+        {"matricula": "X\udcffY"},  # a lone surrogate in the key (a JSON export's "\udcff")
+        {"nome": "Ana \udcff Silva"},  # ... in a text field
+        {"email": "ana\ud800@example.com"},
+        {"data_admissao": "\udcff"},  # ... in a date
     ]
     for i, over in enumerate(breakers):
         rows[5 + i * 7].update(over)
@@ -119,6 +125,12 @@ def test_employees_fast_equals_slow(context: bool) -> None:
     assert fast.quarantine and len(fast.desired) > 300  # the rows above really hit both paths
     rules = {q.rule for q in fast.quarantine}
     assert {"missing_key", "duplicate_erp_key", "natural_key_collision", "control_chars"} <= rules
+    assert {"key_too_long", "invalid_text"} <= rules
+    assert "K" * 255 in {d.erp_key for d in fast.desired}
+    for q in fast.quarantine:  # every entry can be stored (UTF-8, key column of 255)
+        assert len(q.erp_key) <= 255
+        for text in (q.erp_key, q.message, q.value or ""):
+            text.encode("utf-8")
     assert ("dangling_reference" in rules) is context
     _same(fast, slow)
 

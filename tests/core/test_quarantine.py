@@ -138,14 +138,18 @@ def test_employee_collisions_on_any_candidate_key() -> None:
     assert only(result.quarantine, "01").value == "***"  # identification is sensitive
 
 
-def test_children_problems_quarantine_the_parent() -> None:
+def test_a_bad_child_row_is_set_aside_alone_and_the_parent_syncs() -> None:
+    """Issue 14 items 5 and 8: child keys fold case; a bad child row never holds its parent."""
     em = EPI.entity("smartepi", "products")
     sizes = [
         {"produto": "P1", "tamanho": "M"},
-        {"produto": "P1", "tamanho": " m "},
+        {"produto": "P1", "tamanho": " m "},  # the same size as "M" (case and spaces ignored)
+        {"produto": "P1", "tamanho": "G"},
         {"produto": "P2", "tamanho": "G"},
+        {"produto": "P2", "tamanho": None},  # a size without a name
+        {"produto": "P2", "tamanho": "P"},
     ]
-    certs = [{"produto": "P2", "numero_ca": "12A45"}]
+    certs = [{"produto": "P2", "numero_ca": "12A45"}, {"produto": "P2", "numero_ca": "12345"}]
     ctx = MapContext(
         child_rows={
             "sizes": em.group_child_rows("sizes", sizes),
@@ -160,17 +164,53 @@ def test_children_problems_quarantine_the_parent() -> None:
         ],
         ctx,
     )
-    assert [d.erp_key for d in result.desired] == ["P1", "P3"]  # sizes compare exactly: "M" and "m" differ
-    (q,) = result.quarantine
-    assert (q.erp_key, q.field, q.rule) == ("P2", "certificates.number", "pattern")
+    by_key = {d.erp_key: d for d in result.desired}
+    assert sorted(by_key) == ["P1", "P2", "P3"]
+    assert by_key["P1"].children["sizes"] == [{"name": "G"}]
+    assert by_key["P2"].children == {
+        "sizes": [{"name": "G"}, {"name": "P"}],
+        "certificates": [{"number": "12345"}],
+    }
+    p1, p2 = only(result.quarantine, "P1"), only(result.quarantine, "P2")
+    assert len(result.quarantine) == 2
+    assert (p1.field, p1.rule) == ("sizes.name", "duplicate_child_key")
+    assert "sizes row 1" in p1.message and "sizes row 2" in p1.message and "'M' / 'm'" in p1.message
+    assert p1.set_aside == (("sizes", ("name",), ("m",)),)
+    assert (p2.field, p2.rule) == ("sizes.name", "required")
+    assert "sizes row 2 (name: required" in p2.message and "certificates row 1 (number: pattern" in p2.message
+    assert p2.set_aside == (("sizes", ("name",), None), ("certificates", ("number",), None))
+    assert p1.child_only and p2.child_only
+    # a parent with child rows set aside is not "quarantined" for records referencing it
+    ctx.record("products", result)
+    assert ctx.quarantined["products"] == set()
 
 
 def test_duplicate_children() -> None:
     em = KASA.entity("smartkasa", "products")
-    stock = [{"sku": "A", "shop_code": "KYIV-01", "qty": 1}, {"sku": "A", "shop_code": "KYIV-01", "qty": 2}]
+    stock = [
+        {"sku": "A", "shop_code": "KYIV-01", "qty": 1},
+        {"sku": "A", "shop_code": "KYIV-01", "qty": 2},
+        {"sku": "A", "shop_code": "LVIV-01", "qty": "n/a"},  # a count that is not a number
+    ]
     ctx = MapContext(child_rows={"cards": em.group_child_rows("cards", stock)})
-    (q,) = em.map_rows([{"sku": "A", "title": "Хліб", "price": 1}], ctx).quarantine
-    assert (q.field, q.rule) == ("cards", "duplicate_child")
+    result = em.map_rows([{"sku": "A", "title": "Хліб", "price": 1}], ctx)
+    (q,) = result.quarantine
+    assert (q.field, q.rule) == ("cards.shop_id", "duplicate_child_key")
+    assert q.set_aside == (("cards", ("shop_id",), ("1",)), ("cards", ("shop_id",), ("2",)))
+    assert "cards row 3 (count: type" in q.message
+    (d,) = result.desired
+    assert d.children == {"cards": []}
+
+
+def test_a_parent_quarantined_for_itself_keeps_one_entry() -> None:
+    em = EPI.entity("smartepi", "products")
+    ctx = MapContext(child_rows={"sizes": em.group_child_rows("sizes", [{"produto": "P1", "tamanho": None}])})
+    result = em.map_rows([{"codigo": "P1", "nome": "Luva"}, {"codigo": "P2", "nome": "luva"}], ctx)
+    assert result.desired == []
+    assert sorted((q.erp_key, q.rule) for q in result.quarantine) == [
+        ("P1", "natural_key_collision"),
+        ("P2", "natural_key_collision"),
+    ]
 
 
 def test_category_subtree_of_a_quarantined_parent_and_cycles() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sync.core import keys as _keys
 from sync.core.mapping.transforms import CACHE_MAX, EMAIL_RE, Invalid
-from sync.core.records import Desired, field_names
+from sync.core.records import MAX_KEY_LENGTH, Desired, field_names
 
 # (rows, seen, desired, nat_seen, nat_twice, slow, flt, refsets, caches) -> (total, filtered)
 LoopFn = Callable[..., tuple[int, int]]
@@ -227,7 +227,9 @@ def build_loop(
     k = cols[key_col]
     src.append(f"{ind}if {k}.__class__ is not str: raise Bail")
     src.append(f"{ind}key = {k}.strip()")
-    src.append(f"{ind}if not key or key in seen or not key.isprintable(): raise Bail")
+    src.append(
+        f"{ind}if not key or key in seen or not key.isprintable() or len(key) > {MAX_KEY_LENGTH}: raise Bail"
+    )
     # Interned so the state store's copy of the same ERP key (load_bases) is one object.
     src.append(f"{ind}key = G_intern(key)")
     src += [ind + line for line in body]
@@ -235,7 +237,9 @@ def build_loop(
     src.append("        except (Invalid, Bail):")
     src.append("            slow(row, total)")
     src.append("            continue")
-    src.append(f"        h = blake({hash_expr}.encode(), digest_size=16).digest()")
+    # surrogatepass: a lone surrogate (a JSON export's "\udcff") must not raise here, outside
+    # the try; the field that holds it is quarantined as ``invalid_text`` by its closure.
+    src.append(f"        h = blake({hash_expr}.encode('utf-8', 'surrogatepass'), digest_size=16).digest()")
     src.append("        seen_add(key)")
     if natural_key:  # collisions are found from hashes (``EntityMapping._drop_collisions``)
         src.append("        for nat in kv:")

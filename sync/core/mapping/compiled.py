@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from sys import intern
 from typing import Any
 
-from sync.core.keys import key_function
+from sync.core.keys import fold, key_function
 from sync.core.mapping.codegen import NO_CHILDREN, LoopFn, build_loop
 from sync.core.mapping.spec import ChildSpec, EntitySpec, FieldSpec, FilterSpec, template_names
 from sync.core.mapping.transforms import (
+    INVALID_TEXT,
     FieldFn,
     Invalid,
     Row,
@@ -26,12 +27,21 @@ from sync.core.mapping.transforms import (
     column_fn,
     compile_field,
     concat_fn,
+    has_surrogates,
     inverse_fn,
     key_text,
     strip_controls,
     template_fn,
 )
-from sync.core.records import Desired, EntityPolicy, FieldPolicy, Platform, QuarantineEntry, field_names
+from sync.core.records import (
+    MAX_KEY_LENGTH,
+    Desired,
+    EntityPolicy,
+    FieldPolicy,
+    Platform,
+    QuarantineEntry,
+    field_names,
+)
 from sync.redact import MASK
 
 _VALUE_CHARS = 200  # quarantine values are cut to this length
@@ -56,7 +66,7 @@ class MapContext:
 
     def record(self, entity: str, result: MapResult) -> None:
         self.valid_keys[entity] = {d.erp_key for d in result.desired}
-        self.quarantined[entity] = {q.erp_key for q in result.quarantine}
+        self.quarantined[entity] = {q.erp_key for q in result.quarantine if not q.child_only}
 
 
 @dataclass(slots=True)
@@ -177,6 +187,36 @@ def _show(value: Any, sensitive: bool) -> str | None:
     return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"
 
 
+def entry_key(key: str) -> str:
+    """An ERP key as a quarantine entry can hold it: lone surrogates escaped (UTF-8 must
+    encode it) and a key over ``MAX_KEY_LENGTH`` cut, with a hash of the whole key so that
+    two long keys sharing a prefix stay two entries."""
+    if len(key) <= MAX_KEY_LENGTH and key.isprintable():
+        return key
+    shown = strip_controls(key)
+    if len(shown) <= MAX_KEY_LENGTH:
+        return shown
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return shown[: MAX_KEY_LENGTH - 18] + "…#" + digest
+
+
+@dataclass(frozen=True, slots=True)
+class ChildProblem:
+    """One child row set aside (its parent syncs without it)."""
+
+    row: int  # position among the parent's child rows of this collection, from 1
+    field: str  # ``child.field``
+    rule: str
+    message: str
+    value: Any
+    key: tuple[str | None, ...] | None  # folded child key; None when the row's key is unreadable
+
+
+def child_key(item: Mapping[str, Any], key: Sequence[str]) -> tuple[str | None, ...]:
+    """A child's identity inside its parent, folded like natural keys (``M`` and ``m`` are one size)."""
+    return tuple(fold(item.get(k)) for k in key)
+
+
 @dataclass(slots=True)
 class ChildMapping:
     name: str
@@ -186,30 +226,66 @@ class ChildMapping:
     filter: Callable[[Row], bool] | None
     columns: tuple[str, ...]
 
-    def map(self, rows: Iterable[Row]) -> list[dict[str, Any]]:
-        """Map one parent's child rows; raises ``Invalid`` with a ``child.field`` name."""
+    def _row_key(self, row: Row) -> tuple[str | None, ...] | None:
+        """The folded key of a rejected row, when its key fields map on their own."""
+        item: dict[str, Any] = {}
+        for f in self.fields:
+            if f.name in self.key:
+                try:
+                    item[f.name] = f.fn(row)
+                except Invalid:
+                    return None
+        ident = child_key(item, self.key)
+        return None if all(v is None for v in ident) else ident
+
+    def map(self, rows: Iterable[Row]) -> tuple[list[dict[str, Any]], list[ChildProblem]]:
+        """Map one parent's child rows → (mapped items, rows set aside).
+
+        A row that breaks a rule, and every row of a key that several rows share (case and
+        spaces ignored, as for natural keys), is set aside alone: the parent keeps the rest.
+        """
         out: list[dict[str, Any]] = []
-        seen: set[tuple[Any, ...]] = set()
-        for row in rows:
+        positions: list[int] = []
+        problems: list[ChildProblem] = []
+        by_key: dict[tuple[str | None, ...], list[int]] = {}
+        for n, row in enumerate(rows, 1):
             if self.filter is not None and not self.filter(row):
                 continue
             item: dict[str, Any] = {}
-            for f in self.fields:
-                try:
+            try:
+                for f in self.fields:
                     value = f.fn(row)
-                except Invalid as exc:
-                    exc.field = f"{self.name}.{exc.field}"
-                    raise
-                if value is not None:
-                    item[f.name] = value
-            ident = tuple(item.get(k) for k in self.key)
-            if ident in seen:
-                shown = ", ".join(str(v) for v in ident)
-                raise Invalid(self.name, "duplicate_child", f"two {self.name} share the key ({shown})", shown)
-            seen.add(ident)
+                    if value is not None:
+                        item[f.name] = value
+            except Invalid as exc:
+                field_ = f"{self.name}.{exc.field}"
+                problems.append(ChildProblem(n, field_, exc.rule, exc.message, exc.value, self._row_key(row)))
+                continue
+            by_key.setdefault(child_key(item, self.key), []).append(len(out))
             out.append(item)
+            positions.append(n)
+        if len(by_key) < len(out):
+            drop: set[int] = set()
+            for ident, idxs in by_key.items():
+                if len(idxs) < 2:
+                    continue
+                drop.update(idxs)
+                rows_ = ", ".join(str(positions[i]) for i in idxs)
+                shown = " / ".join(repr(", ".join(str(out[i].get(k)) for k in self.key)) for i in idxs)
+                msg = (
+                    f"rows {rows_} share the key {'+'.join(self.key)} ({shown}; case and spaces are "
+                    "ignored): all of them are set aside until one is renamed or removed"
+                )
+                field_ = f"{self.name}.{self.key[0]}"
+                for i in idxs:
+                    value = out[i].get(self.key[0])
+                    problems.append(
+                        ChildProblem(positions[i], field_, "duplicate_child_key", msg, value, ident)
+                    )
+            out = [item for i, item in enumerate(out) if i not in drop]
+            problems.sort(key=lambda p: p.row)
         out.sort(key=lambda item: tuple(canon_text(item.get(k)) or "" for k in self.key))
-        return out
+        return out, problems
 
 
 class EntityMapping:
@@ -340,7 +416,7 @@ class EntityMapping:
                     text += child.name + repr(
                         sorted(_SEP.join(map(str, map(r.get, child.columns))) for r in rows)
                     )
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
     # --- mapping ---------------------------------------------------------------------
 
@@ -354,7 +430,7 @@ class EntityMapping:
         return QuarantineEntry(
             platform=self.platform,
             entity=self.entity,
-            erp_key=key,
+            erp_key=entry_key(key),
             field=field_,
             rule=rule,
             message=message,
@@ -435,11 +511,19 @@ class EntityMapping:
                         kids[child.name] = list(grouped.get(key, ())) if grouped else []
                 h = self.row_hash(row, kids)
             else:
-                h = blake(sep.join(map(str, map(row.get, hash_cols))).encode(), digest_size=16).hexdigest()
+                text = sep.join(map(str, map(row.get, hash_cols)))
+                h = blake(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
             if "\x00" in key or not key.isprintable():
-                quarantine.append(
-                    self._entry(key, key_col, "control_chars", "ERP key has control chars", key, h)
-                )
+                if has_surrogates(key):
+                    entry = self._entry(key, key_col, "invalid_text", "ERP key " + INVALID_TEXT, key, h)
+                else:
+                    entry = self._entry(key, key_col, "control_chars", "ERP key has control chars", key, h)
+                quarantine.append(entry)
+                seen.add(key)
+                return
+            if len(key) > MAX_KEY_LENGTH:
+                msg = f"ERP key is {len(key)} characters long; erpsync keeps keys of up to {MAX_KEY_LENGTH}"
+                quarantine.append(self._entry(key, key_col, "key_too_long", msg, key, h))
                 seen.add(key)
                 return
             try:
@@ -473,13 +557,11 @@ class EntityMapping:
                 seen.add(key)
                 return
             mapped_children: dict[str, list[dict[str, Any]]] = {}
-            try:
-                for child, _, _ in children:
-                    mapped_children[child.name] = child.map(kids[child.name])
-            except Invalid as exc:
-                quarantine.append(self._entry(key, exc.field, exc.rule, exc.message, exc.value, h))
-                seen.add(key)
-                return
+            set_aside: list[tuple[ChildMapping, ChildProblem]] = []
+            for child, _, _ in children:
+                items, rejected = child.map(kids[child.name])
+                mapped_children[child.name] = items
+                set_aside.extend((child, p) for p in rejected)
             kv: tuple[tuple[str, str], ...] = ()
             if keyfn is not None:
                 kv = keyfn(fields)
@@ -501,6 +583,8 @@ class EntityMapping:
                     nat_twice.add(nh)
                 else:
                     nat_seen.add(nh)
+            if set_aside:
+                quarantine.append(self._child_entry(key, set_aside, h))
             desired.append(
                 Desired.packed(
                     platform,
@@ -538,7 +622,32 @@ class EntityMapping:
             self._drop_collisions(result, nat_twice)
         if self.self_ref is not None:
             self._check_self_refs(result, ctx)
+        if self.children:  # one entry per row: a parent quarantined later drops its child entry
+            whole = {q.erp_key for q in result.quarantine if not q.child_only}
+            if whole:
+                result.quarantine = [
+                    q for q in result.quarantine if not (q.child_only and q.erp_key in whole)
+                ]
         return result
+
+    def _child_entry(
+        self, key: str, set_aside: Sequence[tuple[ChildMapping, ChildProblem]], h: str
+    ) -> QuarantineEntry:
+        """One entry for the child rows of ``key`` set aside; the parent itself syncs."""
+        first = set_aside[0][1]
+        parts = [
+            f"{c.name} row {p.row} ({p.field.split('.', 1)[1]}: {p.rule}: {p.message})"
+            for c, p in set_aside[:5]
+        ]
+        more = f"; and {len(set_aside) - 5} more" if len(set_aside) > 5 else ""
+        n = len(set_aside)
+        msg = (
+            f"{n} child row{'s' if n > 1 else ''} set aside, {self.entity} {key!r} syncs with the others "
+            f"(the platform's own entries for those keys are left as they are): {'; '.join(parts)}{more}"
+        )
+        entry = self._entry(key, first.field, first.rule, msg, first.value, h)
+        held = tuple(dict.fromkeys((c.name, c.key, p.key) for c, p in set_aside))
+        return replace(entry, set_aside=held)
 
     def _check_refs(
         self,
@@ -614,7 +723,8 @@ class EntityMapping:
         assert ref is not None
         by_key = {d.erp_key: d for d in result.desired}
         outside = ctx.valid_keys.get(self.entity, ())
-        quarantined = {q.erp_key for q in result.quarantine} | set(ctx.quarantined.get(self.entity, ()))
+        quarantined = {q.erp_key for q in result.quarantine if not q.child_only}
+        quarantined |= set(ctx.quarantined.get(self.entity, ()))
         bad: dict[str, QuarantineEntry] = {}
         changed = True
         while changed:  # a quarantined parent quarantines its whole subtree

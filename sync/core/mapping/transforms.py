@@ -23,6 +23,9 @@ FieldFn = Callable[[Row], Any]
 
 # C0 controls except tab/newline/CR, DEL and C1 controls: never valid in platform text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# A lone UTF-16 surrogate (a JSON export's "\udcff", a mis-decoded file) is not Unicode text:
+# it cannot be encoded as UTF-8, so no platform request or state-store row could carry it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 EMAIL_RE = _EMAIL  # the ``format: email`` rule (the generated fast path checks it inline)
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "s", "sim", "on"})
@@ -201,6 +204,14 @@ def has_control_chars(text: str) -> bool:
     return not text.isprintable() and _CONTROL.search(text) is not None
 
 
+INVALID_TEXT = "contains a lone surrogate (e.g. \\udcff), which is not valid Unicode: fix the text in the ERP"
+
+
+def has_surrogates(text: str) -> bool:
+    """``text`` holds a lone surrogate (cannot be encoded as UTF-8)."""
+    return not text.isprintable() and _SURROGATE.search(text) is not None
+
+
 # --- extraction ------------------------------------------------------------------------
 
 
@@ -347,8 +358,11 @@ def compile_field(
                     value = to_text(raw)
                 except ValueError as exc:
                     raise Invalid(name, "type", f"expected {type_}: {exc}", raw) from None
-                if value is not None and has_control_chars(value):
-                    raise Invalid(name, "control_chars", "contains NUL or control characters", value)
+                if value is not None and not value.isprintable():
+                    if _CONTROL.search(value) is not None:
+                        raise Invalid(name, "control_chars", "contains NUL or control characters", value)
+                    if _SURROGATE.search(value) is not None:
+                        raise Invalid(name, "invalid_text", INVALID_TEXT, value)
             if not value:
                 if required:
                     raise Invalid(name, "required", "a value is required", raw)
@@ -464,5 +478,9 @@ def inverse_fn(
 
 
 def strip_controls(text: str) -> str:
-    """Printable form of a value for quarantine messages (controls shown as ``\\xNN``)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Printable form of a value for quarantine messages (controls shown as ``\\xNN``,
+    lone surrogates as ``\\udcff``: the state store must be able to encode it)."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if not text.isprintable():
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
