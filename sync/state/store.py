@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
@@ -1059,32 +1059,38 @@ class StateStore:
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> int | None:
         """Take or renew the lease; returns the fencing token, or None when held by another.
 
-        The fencing token increases on every change of holder, so a holder that lost the
-        lease (paused past its TTL) is detected by ``check_fence`` before it writes.
+        A compare-and-set, correct on both stores: one ``UPDATE … WHERE holder = me OR
+        expired`` checked by its row count, else an ``INSERT`` that the primary key makes
+        fail when another process created the row first. The fencing token increases on
+        every change of holder, so a holder that lost the lease (paused past its TTL) is
+        detected by ``check_fence`` before it writes.
         """
         now = utcnow()
         expires = now + dt.timedelta(seconds=ttl_seconds)
-        with self.session() as s:
-            row = s.get(Lease, name, with_for_update=True)
-            if row is None:
-                row = Lease(name=name, holder=holder, fencing_token=1, expires_at=expires)
-                s.add(row)
-                try:
-                    s.commit()
-                except IntegrityError:
-                    s.rollback()
-                    return None
+        try:
+            with self._lease_tx() as conn:
+                taken = conn.execute(
+                    update(Lease)
+                    .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at <= now))
+                    .values(
+                        # SET expressions read the row as it was: the token moves on a change of holder
+                        fencing_token=case(
+                            (Lease.holder == holder, Lease.fencing_token), else_=Lease.fencing_token + 1
+                        ),
+                        holder=holder,
+                        expires_at=expires,
+                    )
+                )
+                if taken.rowcount == 1:
+                    token = conn.execute(select(Lease.fencing_token).where(Lease.name == name)).scalar_one()
+                    return int(token)
+                exists = conn.execute(select(Lease.name).where(Lease.name == name)).first()
+                if exists is not None:
+                    return None  # held by another, not expired
+                conn.execute(insert(Lease).values(name=name, holder=holder, fencing_token=1, expires_at=expires))
                 return 1
-            if row.holder != holder and row.expires_at > now:
-                return None
-            if row.holder != holder:
-                row.fencing_token += 1
-                row.holder = holder
-            row.expires_at = expires
-            token = row.fencing_token
-            s.add(row)
-            s.commit()
-            return token
+        except IntegrityError:  # another process inserted the row between our UPDATE and INSERT
+            return None
 
     def check_fence(self, name: str, holder: str, token: int) -> bool:
         with self.session() as s:
@@ -1143,3 +1149,21 @@ def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+    @contextlib.contextmanager
+    def _lease_tx(self) -> Iterator[Connection]:
+        """A short write transaction of its own for lease changes (never the pinned connection).
+
+        On SQLite it starts with ``BEGIN IMMEDIATE``: the write lock is taken before the
+        lease row is read, so two processes cannot both see it free (pysqlite would
+        otherwise run a read outside any transaction; ``SELECT … FOR UPDATE`` does
+        nothing there). PostgreSQL's row lock on the ``UPDATE`` does the same."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
