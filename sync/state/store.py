@@ -1087,7 +1087,9 @@ class StateStore:
                 exists = conn.execute(select(Lease.name).where(Lease.name == name)).first()
                 if exists is not None:
                     return None  # held by another, not expired
-                conn.execute(insert(Lease).values(name=name, holder=holder, fencing_token=1, expires_at=expires))
+                conn.execute(
+                    insert(Lease).values(name=name, holder=holder, fencing_token=1, expires_at=expires)
+                )
                 return 1
         except IntegrityError:  # another process inserted the row between our UPDATE and INSERT
             return None
