@@ -41,18 +41,20 @@ from sync.engine.inbound import (
     KASA,
     STREAM_EVENTS,
     InboundSummary,
+    Unit,
     event_id_for,
     inbox_insert,
-    map_card,
-    map_receipt,
-    map_shift,
+    map_kasa,
     map_smartepi,
-    map_z_report,
+    park_failed,
     process_inbox,
     shop_keys_of,
+    write_units,
 )
-from sync.errors import ConfigError, utcnow
-from sync.sinks.base import InboundRow, Sink
+from sync.engine.inbound_fields import RecordError, get, shown
+from sync.errors import ConfigError, ErpsyncError, utcnow
+from sync.redact import scrub
+from sync.sinks.base import Sink
 from sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,11 @@ class StreamResult:
     stream: str
     fetched: int = 0
     written: int = 0
-    parked: int = 0
+    parked: int = 0  # waiting for a binding (SmartEPI)
+    failed: int = 0  # records held as failed (malformed, or refused by the sink)
     cursor_before: str | None = None
     cursor_after: str | None = None
+    error: str | None = None  # the stream stopped here; the others went on
 
 
 @dataclass(slots=True)
@@ -80,6 +84,7 @@ class PullSummary:
     streams: list[StreamResult] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
     inbox: InboundSummary | None = None
+    inbox_error: str | None = None
 
     @property
     def fetched(self) -> int:
@@ -89,6 +94,11 @@ class PullSummary:
     def written(self) -> int:
         return sum(s.written for s in self.streams)
 
+    @property
+    def errors(self) -> list[str]:
+        out = [f"{s.platform}/{s.stream}: {s.error}" for s in self.streams if s.error]
+        return out + ([f"inbox: {self.inbox_error}"] if self.inbox_error else [])
+
 
 def iso(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
@@ -96,12 +106,12 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def parse_instant(text: str | None) -> dt.datetime | None:
+def parse_instant(text: Any) -> dt.datetime | None:
     """An ISO-8601 instant (any offset, ``Z`` allowed) as aware UTC; None when absent or unreadable."""
-    if not text:
+    if not text or not isinstance(text, str):
         return None
     try:
-        moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
@@ -117,29 +127,51 @@ def as_instant(value: dt.datetime | dt.date | None) -> dt.datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
+def _error_text(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, ErpsyncError) else f"{type(exc).__name__}: {exc}"
+    return scrub(text)[:1000]
+
+
+def _kasa_time(moment: dt.datetime | None) -> str | None:
+    """A z-report date filter (contract §6.3: ISO time with milliseconds)."""
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
 class _Buffer:
-    """Rows waiting for one sink transaction (several streams may share it)."""
+    """Records (units) waiting for one sink transaction; refused ones are held as failed."""
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.rows: dict[str, list[InboundRow]] = {}
+    def __init__(self, puller: Puller, platform: str, result: StreamResult) -> None:
+        self.puller = puller
+        self.platform = platform
+        self.result = result
+        self.units: list[Unit] = []
 
-    def add(self, stream: str, rows: Sequence[InboundRow]) -> None:
-        if rows:
-            self.rows.setdefault(stream, []).extend(rows)
+    def add(self, unit: Unit) -> None:
+        self.units.append(unit)
 
     def size(self) -> int:
-        return sum(len(r) for r in self.rows.values())
+        return sum(len(rows) for u in self.units for rows in u.rows.values())
 
-    def flush(self) -> int:
-        if not self.rows:
-            return 0
-        batches, self.rows = self.rows, {}
-        return self.sink.write_many(batches)
+    def flush(self) -> None:
+        if not self.units:
+            return
+        units, self.units = self.units, []
+        written, refused = write_units(self.puller.sink, units)
+        self.result.written += written
+        for unit, reason in refused:
+            stream, record = unit.ref
+            rid = shown(get(record, "id"), 80)
+            self.result.failed += 1
+            self.puller.hold(self.platform, stream, record, None, f"{stream} {rid}: {reason}")
 
 
 class Puller:
-    """One pull run of one tenant (``pull`` / ``pull_async`` build and run it)."""
+    """One pull run of one tenant (``pull`` / ``pull_async`` build and run it).
+
+    Every record is mapped on its own (a malformed one is held as a ``failed`` inbox row,
+    see ``sync.engine.inbound``) and every stream has its own error boundary and cursor:
+    a stream that fails stops there, with its cursor at what it committed, and the next
+    stream runs."""
 
     def __init__(
         self,
@@ -180,40 +212,75 @@ class Puller:
             lo = hi
         return out
 
+    def hold(self, platform: str, stream: str, record: Any, err: RecordError | None, reason: str) -> None:
+        park_failed(self.store, self.tenant, platform, stream, record, err, reason)
+
+    def _mapped_kasa(self, stream: str, record: Any, reverse: Any, result: StreamResult) -> Unit | None:
+        """One SmartKasa record as a unit, or None when it is malformed (then held as failed)."""
+        try:
+            return Unit(map_kasa(stream, record, reverse, self.shop_keys), (stream, record))
+        except RecordError as err:
+            result.failed += 1
+            rid = shown(get(record, "id"), 80)
+            self.hold(KASA, stream, record, err, err.reason(stream, rid))
+            return None
+
+    async def run(self, result: StreamResult, work: Any) -> StreamResult:
+        """The error boundary of one stream: a failure is recorded, never propagated."""
+        try:
+            await work(result)
+        except Exception as exc:
+            result.error = _error_text(exc)
+            log.warning(
+                "pull %s %s/%s stopped: %s (cursor stays at %s)",
+                self.tenant,
+                result.platform,
+                result.stream,
+                result.error,
+                result.cursor_after or result.cursor_before,
+            )
+        return result
+
     # --- SmartEPI --------------------------------------------------------------------
 
-    async def smartepi(self, client: Any, stream: str) -> StreamResult:
-        result = StreamResult(EPI, stream)
+    async def smartepi(self, client: Any, stream: str, result: StreamResult) -> None:
         result.cursor_before, lo = self._start(EPI, stream)
         resource = client.resource(stream.replace("_", "-"))
         reverse = self.store.reverse_bindings(self.tenant, EPI)
-        buffer = _Buffer(self.sink)
+        buffer = _Buffer(self, EPI, result)
         for since, until in self._windows(lo):
             filters: dict[str, Any] = {"createdUntil": until}
             if since is not None:
                 filters["createdSince"] = since
             async for page in resource.pages(limit=PAGE_LIMIT, **filters):
-                rows = []
                 for record in page:
-                    if not isinstance(record, dict) or record.get("id") in (None, ""):
-                        continue
                     result.fetched += 1
-                    row, missing = map_smartepi(stream, record, reverse)
+                    if not isinstance(record, dict):
+                        result.failed += 1
+                        self.hold(
+                            EPI, stream, {"value": record}, None, f"{stream}: a list item is not an object"
+                        )
+                        continue
+                    try:
+                        row, missing = map_smartepi(stream, record, reverse)
+                    except RecordError as err:
+                        result.failed += 1
+                        rid = shown(record.get("id"), 80)
+                        self.hold(EPI, stream, record, err, err.reason(stream, rid))
+                        continue
                     if missing:
-                        result.parked += self._park(stream, record)
+                        result.parked += self._park(stream, row.remote_id, record)
                     else:
-                        rows.append(row)
-                buffer.add(stream, rows)
+                        buffer.add(Unit({stream: [row]}, (stream, record)))
                 if buffer.size() >= FLUSH_ROWS:
-                    result.written += buffer.flush()
-            result.written += buffer.flush()
-            # everything created before ``until`` is committed (or parked in the inbox)
+                    buffer.flush()
+            buffer.flush()
+            # everything created before ``until`` is committed (or held in the inbox)
             result.cursor_after = iso(until)
             self.store.set_cursor(self.tenant, EPI, stream, result.cursor_after)
-        return result
 
-    def _park(self, stream: str, record: Mapping[str, Any]) -> int:
-        event_id, event_type = event_id_for(stream, str(record["id"])), STREAM_EVENTS[stream]
+    def _park(self, stream: str, remote_id: str, record: Mapping[str, Any]) -> int:
+        event_id, event_type = event_id_for(stream, remote_id), STREAM_EVENTS[stream]
         event = {
             "id": event_id,
             "type": event_type,
@@ -224,79 +291,84 @@ class Puller:
         return 1 if inbox_insert(self.store, self.tenant, EPI, event_id, event_type, event) else 0
 
     # --- SmartKasa -------------------------------------------------------------------
+    # Raw list records (``iter_list``), not the client's models: a model that refuses one
+    # field would fail the whole page; the mappers check each record on its own instead.
 
-    async def shifts(self, client: Any) -> StreamResult:
-        result = StreamResult(KASA, "shifts")
+    async def shifts(self, client: Any, result: StreamResult) -> None:
         result.cursor_before, lo = self._start(KASA, "shifts")
         closed = []
-        async for shift in client.shifts.iterate():
-            closed_at = parse_instant(getattr(shift, "closed_at", None))
-            if closed_at is None or closed_at > self.now:
+        async for shift in client.iter_list(client.shifts.path):
+            closed_at = parse_instant(get(shift, "closed_at"))
+            if closed_at is None or closed_at > self.now or get(shift, "id") in (None, ""):
                 continue  # open (or closed after this run started: the next run takes it)
             closed.append((closed_at, shift))
-        closed.sort(key=lambda pair: (pair[0], str(pair[1].id)))
-        seen = self.store.inbound_seen(self.tenant, KASA, "shifts", [str(s.id) for _, s in closed])
+        closed.sort(key=lambda pair: (pair[0], str(pair[1]["id"])))
+        seen = self.store.inbound_seen(self.tenant, KASA, "shifts", [str(s["id"]) for _, s in closed])
         reverse = self.store.reverse_bindings(self.tenant, KASA)
         latest = parse_instant(result.cursor_before)
         for closed_at, shift in closed:
+            shift_id = str(shift["id"])
             recent = lo is None or closed_at >= lo
-            if str(shift.id) in seen and not recent:
+            if shift_id in seen and not recent:
                 continue
             if lo is not None and self.since is not None and closed_at < self.since:
                 continue
-            buffer = _Buffer(self.sink)
-            async for receipt in client.receipts.iterate(shift_id=str(shift.id)):
-                if getattr(receipt, "shift_id", None) not in (None, str(shift.id)):
+            buffer = _Buffer(self, KASA, result)
+            params = {"shift_id": shift_id}
+            async for receipt in client.iter_list(client.receipts.path, params):
+                if get(receipt, "shift_id") not in (None, shift_id, shift["id"]):
                     continue  # the server ignored the filter: keep only this shift's receipts
                 result.fetched += 1
-                row, items, payments = map_receipt(receipt, reverse, self.shop_keys)
-                buffer.add("receipts", [row])
-                buffer.add("receipt_items", items)
-                buffer.add("payments", payments)
+                unit = self._mapped_kasa("receipts", receipt, reverse, result)
+                if unit is not None:
+                    buffer.add(unit)
                 if buffer.size() >= FLUSH_ROWS:
-                    result.written += buffer.flush()
-            buffer.add("shifts", [map_shift(shift)])  # last: its marker says "all receipts are in"
-            result.written += buffer.flush()
+                    buffer.flush()
+            # last: its marker says "all receipts are in" (failed ones are held in the inbox)
+            unit = self._mapped_kasa("shifts", shift, reverse, result)
+            if unit is not None:
+                buffer.add(unit)
+            buffer.flush()
             if latest is None or closed_at > latest:
                 latest = closed_at
                 result.cursor_after = iso(min(latest, self.now))
                 self.store.set_cursor(self.tenant, KASA, "shifts", result.cursor_after)
-        return result
 
-    async def z_reports(self, client: Any) -> StreamResult:
-        result = StreamResult(KASA, "z_reports")
+    async def z_reports(self, client: Any, result: StreamResult) -> None:
         result.cursor_before, lo = self._start(KASA, "z_reports")
-        buffer = _Buffer(self.sink)
-        async for report in client.z_reports.iterate(date_start=lo, date_end=self.now):
+        buffer = _Buffer(self, KASA, result)
+        params = {"date_start": _kasa_time(lo), "date_end": _kasa_time(self.now)}
+        async for report in client.iter_list(client.z_reports.path, params):
             result.fetched += 1
-            buffer.add("z_reports", [map_z_report(report, self.shop_keys)])
+            unit = self._mapped_kasa("z_reports", report, {}, result)
+            if unit is not None:
+                buffer.add(unit)
             if buffer.size() >= FLUSH_ROWS:
-                result.written += buffer.flush()
-        result.written += buffer.flush()
+                buffer.flush()
+        buffer.flush()
         result.cursor_after = iso(self.now)
         self.store.set_cursor(self.tenant, KASA, "z_reports", result.cursor_after)
-        return result
 
-    async def stock(self, client: Any) -> StreamResult:
-        result = StreamResult(KASA, "stock")
+    async def stock(self, client: Any, result: StreamResult) -> None:
         result.cursor_before = self.store.get_cursor(self.tenant, KASA, "stock")
         shops = [str(s) for s in (getattr(self.settings.smartkasa, "shops", None) or {}).values()]
         if not shops:
             shops = [str(shop.id) async for shop in client.shops.iterate()]
         reverse = self.store.reverse_bindings(self.tenant, KASA)
-        buffer = _Buffer(self.sink)
+        buffer = _Buffer(self, KASA, result)
         for shop in shops:
-            async for card in client.cards.iterate(shop_id=shop):
-                if getattr(card, "shop_id", None) not in (None, shop):
+            async for card in client.iter_list(client.cards.path, {"shop_id": shop}):
+                if get(card, "shop_id") not in (None, shop) and str(get(card, "shop_id")) != shop:
                     continue
                 result.fetched += 1
-                buffer.add("stock", [map_card(card, reverse, self.shop_keys)])
+                unit = self._mapped_kasa("stock", card, reverse, result)
+                if unit is not None:
+                    buffer.add(unit)
             if buffer.size() >= FLUSH_ROWS:
-                result.written += buffer.flush()
-        result.written += buffer.flush()
+                buffer.flush()
+        buffer.flush()
         result.cursor_after = iso(self.now)
         self.store.set_cursor(self.tenant, KASA, "stock", result.cursor_after)
-        return result
 
 
 def _epi_client(tenant_id: str, settings: Any) -> Any:
@@ -337,7 +409,10 @@ async def pull_async(
     window: dt.timedelta | None = None,
     streams: Sequence[str] | None = None,
 ) -> PullSummary:
-    """Pull every configured stream of one tenant (or ``streams``, e.g. ``["withdrawals"]``)."""
+    """Pull every configured stream of one tenant (or ``streams``, e.g. ``["withdrawals"]``).
+
+    Never raises for a stream's failure: each ``StreamResult`` carries its ``error`` (and
+    ``summary.errors`` lists them), so one platform's outage never holds back the other."""
     run_start = as_instant(now) or utcnow()
     puller = Puller(
         store,
@@ -357,31 +432,61 @@ async def pull_async(
     owned: list[Any] = []
     try:
         if tenant_settings.smartepi is not None and wanted & set(EPI_STREAMS):
-            if epi_client is None:
-                epi_client = _epi_client(tenant_id, tenant_settings)
-                owned.append(epi_client)
-            before = epi_client.counters.total
-            for stream in EPI_STREAMS:
-                if stream in wanted:
-                    summary.streams.append(await puller.smartepi(epi_client, stream))
-            summary.requests[EPI] = epi_client.counters.total - before
-            summary.inbox = process_inbox(store, tenant_id, tenant_settings, sink)
+            await _pull_epi(puller, summary, wanted, epi_client, owned)
+            try:
+                summary.inbox = process_inbox(store, tenant_id, tenant_settings, sink, now=run_start)
+            except Exception as exc:  # the rows stay in the inbox with a backoff
+                summary.inbox_error = _error_text(exc)
+                log.warning("pull %s: inbox processing stopped: %s", tenant_id, summary.inbox_error)
         if tenant_settings.smartkasa is not None and wanted & set(KASA_STREAMS):
-            if kasa_client is None:
-                kasa_client = _kasa_client(tenant_id, tenant_settings)
-                owned.append(kasa_client)
-            before = kasa_client.counters.total
-            if "shifts" in wanted:
-                summary.streams.append(await puller.shifts(kasa_client))
-            if "z_reports" in wanted:
-                summary.streams.append(await puller.z_reports(kasa_client))
-            if "stock" in wanted:
-                summary.streams.append(await puller.stock(kasa_client))
-            summary.requests[KASA] = kasa_client.counters.total - before
+            await _pull_kasa(puller, summary, wanted, kasa_client, owned)
     finally:
         for client in owned:
             await client.aclose()
     return summary
+
+
+async def _pull_epi(
+    puller: Puller, summary: PullSummary, wanted: set[str], client: Any, owned: list[Any]
+) -> None:
+    streams = [s for s in EPI_STREAMS if s in wanted]
+    try:
+        if client is None:
+            client = _epi_client(puller.tenant, puller.settings)
+            owned.append(client)
+    except Exception as exc:  # a bad client setting fails SmartEPI's streams, not SmartKasa's
+        summary.streams += [StreamResult(EPI, s, error=_error_text(exc)) for s in streams]
+        return
+    before = client.counters.total
+    for stream in streams:
+
+        async def work(result: StreamResult, stream: str = stream) -> None:
+            await puller.smartepi(client, stream, result)
+
+        summary.streams.append(await puller.run(StreamResult(EPI, stream), work))
+    summary.requests[EPI] = client.counters.total - before
+
+
+async def _pull_kasa(
+    puller: Puller, summary: PullSummary, wanted: set[str], client: Any, owned: list[Any]
+) -> None:
+    streams = [s for s in KASA_STREAMS if s in wanted]
+    try:
+        if client is None:
+            client = _kasa_client(puller.tenant, puller.settings)
+            owned.append(client)
+    except Exception as exc:
+        summary.streams += [StreamResult(KASA, s, error=_error_text(exc)) for s in streams]
+        return
+    before = client.counters.total
+    methods = {"shifts": puller.shifts, "z_reports": puller.z_reports, "stock": puller.stock}
+    for stream in streams:
+
+        async def work(result: StreamResult, method: Any = methods[stream]) -> None:
+            await method(client, result)
+
+        summary.streams.append(await puller.run(StreamResult(KASA, stream), work))
+    summary.requests[KASA] = client.counters.total - before
 
 
 def pull(

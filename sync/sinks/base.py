@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from sync.core.normalize import content_hash
+from sync.errors import ErrorKind, SinkError
 
 ColumnType = Literal["str", "int", "dec", "bool"]
 
@@ -137,6 +138,20 @@ class InboundRow:
         """A row with its content hash (over columns and payload: a change to either is a new version)."""
         f, p = dict(fields), dict(payload)
         return cls(platform, str(remote_id), f, p, content_hash({"f": f, "p": p}))
+
+
+class SinkRowError(SinkError):
+    """A write refused because of the data in it (a value too long for an ERP column, a
+    constraint, text the database cannot encode), not because the sink is unreachable.
+
+    Only this kind of failure is bisected down to the offending row: an unreachable ERP
+    would make every half fail too, and must leave the rows pending instead.
+    """
+
+    kind: ClassVar[ErrorKind] = "record"  # type: ignore[assignment]
+    default_hint = (
+        "the record is held as failed in the inbox; fix the ERP column or the data, then run retry-failed"
+    )
 
 
 class Sink(Protocol):

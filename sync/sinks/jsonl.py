@@ -33,7 +33,7 @@ from sqlmodel import Session
 
 from sync.errors import SinkError, utcnow
 from sync.sinks import markers
-from sync.sinks.base import InboundRow, check_stream, dedupe
+from sync.sinks.base import InboundRow, SinkRowError, check_stream, dedupe
 from sync.state.models import Cursor
 from sync.state.store import StateStore
 
@@ -156,8 +156,14 @@ class JsonlSink:
             }
             record.update(row.fields)
             record.update(content_hash=row.chash, synced_at=now, payload=row.payload)
-            lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_default))
-        data = ("\n".join(lines) + "\n").encode()
+            try:
+                lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_default))
+            except (TypeError, ValueError) as exc:
+                raise SinkRowError(f"cannot write {stream} {row.remote_id[:80]!r} as JSON: {exc}") from None
+        try:
+            data = ("\n".join(lines) + "\n").encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate: not UTF-8 text
+            raise SinkRowError(f"cannot encode {stream} rows as UTF-8: {exc.reason}") from None
         try:
             with open(path, "ab") as fh:
                 fh.write(data)

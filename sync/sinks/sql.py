@@ -43,19 +43,35 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from sync.errors import ConfigError, SinkError, utcnow
 from sync.redact import scrub
 from sync.sinks import markers
-from sync.sinks.base import KEY_COLUMNS, STREAMS, ColumnType, InboundRow, check_stream, dedupe
+from sync.sinks.base import (
+    KEY_COLUMNS,
+    STREAMS,
+    ColumnType,
+    InboundRow,
+    SinkRowError,
+    check_stream,
+    dedupe,
+)
 from sync.state.db import get_engine
 from sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 1: the tables; 2: free-text columns are TEXT (a 300-character device id must fit)
+SCHEMA_VERSION = 2
 DEFAULT_PREFIX = "erpsync_"
 
 
@@ -80,7 +96,7 @@ class DecimalColumn(TypeDecorator[Decimal]):
 
 
 _SQL_TYPES: dict[ColumnType, Any] = {
-    "str": lambda: String(255),
+    "str": lambda: Text(),  # free text from the platforms: no length to overflow
     "int": lambda: Integer(),
     "dec": lambda: DecimalColumn(),
     "bool": lambda: Boolean(),
@@ -102,6 +118,12 @@ def _own_table(md: MetaData, name: str, stream: str) -> Table:
         Column("synced_at", DateTime(timezone=False), nullable=False),
         UniqueConstraint(*KEY_COLUMNS, name=f"uq_{name}_remote"),
     )
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The database's own message (parameters are hidden by the engine: no values leak)."""
+    orig = getattr(exc, "orig", None) or exc
+    return scrub(str(orig)).strip().splitlines()[0][:300] if str(orig).strip() else type(orig).__name__
 
 
 def _value(value: Any) -> Any:
@@ -164,6 +186,8 @@ class SqlSink:
                     ).scalar_one_or_none()
                     if current is None or current < SCHEMA_VERSION or not self._all_own_exist(conn):
                         self._md.create_all(conn, tables=list(self._own.values()), checkfirst=True)
+                        if current is not None and current < 2:
+                            self._widen_text(conn)
                         if current is None:
                             conn.execute(
                                 self._version.insert().values(component="tables", version=SCHEMA_VERSION)
@@ -182,6 +206,18 @@ class SqlSink:
         self._reflect_existing()
         self._ready = True
         return SCHEMA_VERSION
+
+    def _widen_text(self, conn: Connection) -> None:
+        """Step 2: VARCHAR(255) free-text columns of version-1 tables become TEXT.
+
+        SQLite ignores declared lengths, so only PostgreSQL needs the change; other
+        databases keep what they have and a too-long value fails that row alone."""
+        if conn.dialect.name != "postgresql":
+            return
+        for stream, table in self._own.items():
+            for col, kind in STREAMS[stream].items():
+                if kind == "str":
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{col}" TYPE TEXT')
 
     def _all_own_exist(self, conn: Connection) -> bool:
         names = set(inspect(conn).get_table_names())
@@ -237,9 +273,18 @@ class SqlSink:
             with self.engine.begin() as conn:
                 for stream, rows in todo.items():
                     self._upsert(conn, self._tables[stream], rows)
+        except (DataError, IntegrityError) as exc:  # the rows' fault: a value, a constraint
+            raise SinkRowError(f"the ERP refused the row: {_reason(exc)}") from None
+        except (ValueError, TypeError) as exc:  # a value the driver cannot bind or encode
+            raise SinkRowError(
+                f"the ERP refused the row: {type(exc).__name__}: {scrub(str(exc))[:300]}"
+            ) from None
+        except StatementError as exc:  # bind processing failed on a value, or the database is away
+            if isinstance(exc.orig, ValueError | TypeError):
+                raise SinkRowError(f"the ERP refused the row: {_reason(exc)}") from None
+            raise SinkError(f"sink write failed: {_reason(exc)}") from None
         except SQLAlchemyError as exc:
-            orig = getattr(exc, "orig", exc)
-            raise SinkError(f"sink write failed: {scrub(str(orig))}") from None
+            raise SinkError(f"sink write failed: {_reason(exc)}") from None
         self._mark(todo)
         return sum(len(rows) for rows in todo.values())
 

@@ -165,6 +165,7 @@ class InboundEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("tenant", "platform", "event_id", name="uq_inbound_event"),
         Index("ix_inbound_pending", "status", "received_at"),
+        Index("ix_inbound_due", "status", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -173,11 +174,14 @@ class InboundEvent(SQLModel, table=True):
     event_id: str = Field(max_length=255)
     type: str = Field(max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="pending", max_length=16)  # pending | done | waiting | failed
+    # pending | waiting (for a binding) | done | failed (bad record) | dead (attempts exhausted)
+    status: str = Field(default="pending", max_length=16)
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     received_at: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
     processed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # when the relay may hand a pending/waiting row back again (backoff); None: at once
+    next_attempt_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class InboundRecord(SQLModel, table=True):

@@ -914,22 +914,127 @@ class StateStore:
                 stmt = stmt.where(InboundEvent.received_at < older_than)
             return list(s.exec(stmt.order_by(InboundEvent.id).limit(limit)).scalars())
 
-    def inbox_mark(self, event_ids: Iterable[int], status: str, error: str | None = None) -> None:
+    def inbox_due(
+        self,
+        tenant: str | None = None,
+        *,
+        now: dt.datetime,
+        older_than: dt.datetime | None = None,
+        limit: int = 500,
+    ) -> list[InboundEvent]:
+        """Rows to (re)process now: ``pending`` first, then ``waiting``, each only when its
+        next attempt is due; ``older_than`` bounds the receipt time of pending rows (the
+        relay leaves fresh rows to their own task). Pending first, so any number of rows
+        waiting for a binding can never starve a pending row out of ``limit``."""
+        due = or_(
+            InboundEvent.next_attempt_at.is_(None),  # type: ignore[union-attr]
+            InboundEvent.next_attempt_at <= now,  # type: ignore[operator]
+        )
+        out: list[InboundEvent] = []
+        with self.session() as s:
+            for status in ("pending", "waiting"):
+                if len(out) >= limit:
+                    break
+                stmt = select(InboundEvent).where(InboundEvent.status == status, due)
+                if tenant:
+                    stmt = stmt.where(InboundEvent.tenant == tenant)
+                if older_than and status == "pending":
+                    stmt = stmt.where(InboundEvent.received_at < older_than)
+                order: tuple[Any, ...] = (InboundEvent.next_attempt_at, InboundEvent.id)
+                if status == "pending":
+                    order = (InboundEvent.id,)
+                out.extend(s.exec(stmt.order_by(*order).limit(limit - len(out))).scalars())
+        return out
+
+    def inbox_mark(
+        self,
+        event_ids: Iterable[int],
+        status: str,
+        error: str | None = None,
+        *,
+        next_attempt_at: dt.datetime | None = None,
+    ) -> None:
+        """Set the status of inbox rows (one more attempt each); ``next_attempt_at``: backoff."""
         ids = list(event_ids)
         if not ids:
             return
         with self.session() as s:
-            s.execute(
-                update(InboundEvent)
-                .where(InboundEvent.id.in_(ids))
-                .values(
-                    status=status,
-                    error=error,
-                    processed_at=utcnow() if status == "done" else None,
-                    attempts=InboundEvent.attempts + 1,
+            for chunk in iter_chunks(ids, 500):
+                s.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id.in_(chunk))
+                    .values(
+                        status=status,
+                        error=error,
+                        processed_at=utcnow() if status == "done" else None,
+                        attempts=InboundEvent.attempts + 1,
+                        next_attempt_at=next_attempt_at,
+                    )
                 )
-            )
             s.commit()
+
+    def inbox_mark_each(
+        self, updates: Iterable[tuple[int | None, str, str | None, dt.datetime | None]]
+    ) -> None:
+        """Per-row ``inbox_mark`` (id, status, error, next attempt) in one transaction."""
+        rows = [u for u in updates if u[0] is not None]
+        if not rows:
+            return
+        with self.session() as s:
+            for event_id, status, error, next_at in rows:
+                s.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id == event_id)
+                    .values(
+                        status=status,
+                        error=error,
+                        processed_at=utcnow() if status == "done" else None,
+                        attempts=InboundEvent.attempts + 1,
+                        next_attempt_at=next_at,
+                    )
+                )
+            s.commit()
+
+    def inbox_retry(self, tenant: str, statuses: Iterable[str] = ("failed", "dead")) -> list[int]:
+        """Give ``failed``/``dead`` rows of a tenant a fresh start (``retry-failed``); their ids."""
+        wanted = list(statuses)
+        with self.session() as s:
+            ids = list(
+                s.exec(
+                    select(InboundEvent.id)
+                    .where(InboundEvent.tenant == tenant, InboundEvent.status.in_(wanted))
+                    .order_by(InboundEvent.id)
+                ).scalars()
+            )
+            for chunk in iter_chunks(ids, 500):
+                s.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id.in_(chunk))
+                    .values(status="pending", attempts=0, next_attempt_at=None)
+                )
+            s.commit()
+        return [int(i) for i in ids]
+
+    def inbox_counts(self, tenant: str) -> dict[str, int]:
+        """Inbox rows of a tenant per status (``erpsync status``)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(InboundEvent.status, func.count())
+                .where(InboundEvent.tenant == tenant)
+                .group_by(InboundEvent.status)
+            )
+            return {str(status): int(n) for status, n in rows}
+
+    def inbox_problems(self, tenant: str, limit: int = 50) -> list[InboundEvent]:
+        """The latest ``failed`` and ``dead`` rows of a tenant, with their reasons."""
+        with self.session() as s:
+            stmt = (
+                select(InboundEvent)
+                .where(InboundEvent.tenant == tenant, InboundEvent.status.in_(("failed", "dead")))
+                .order_by(InboundEvent.id.desc())
+                .limit(limit)
+            )
+            return list(s.exec(stmt).scalars())
 
     def inbound_seen(self, tenant: str, platform: str, stream: str, remote_ids: Iterable[str]) -> set[str]:
         ids = list(remote_ids)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
 from inbound_helpers import bind, event, tenant_settings
 
 from sync.engine.inbound import inbox_insert, process_inbox, relay
-from sync.errors import SinkError
+from sync.errors import SinkError, utcnow
 from sync.sinks.sql import SqlSink
 from sync.state.store import StateStore
 
@@ -67,7 +68,8 @@ def test_unbound_reference_waits_in_quarantine_until_bound(
     bind(store, tenant_id, "employees", "e-new", "EMP-NEW")
     bind(store, tenant_id, "employees", "e-1", "EMP-001")
     bind(store, tenant_id, "cost_centers", "cc-x", "CC-X")
-    pending = dict(relay(store, 0))
+    assert tenant_id not in dict(relay(store, 0))  # waiting rows back off before their next try
+    pending = dict(relay(store, 0, now=utcnow() + dt.timedelta(seconds=31)))
     assert sorted(pending[tenant_id]) == sorted(ids)
     summary = process_inbox(store, tenant_id, tenant_settings(), sql_sink, pending[tenant_id])
     assert (summary.done, summary.released) == (2, 2)
@@ -124,5 +126,6 @@ def test_sink_failure_leaves_events_pending_for_the_relay(
     assert statuses(store, tenant_id) == {"evt_withdrawal_created_w-1": "pending"}
     assert dict(relay(store, 3600)).get(tenant_id) is None  # too recent for the relay
     time.sleep(0.01)
-    assert dict(relay(store, 0))[tenant_id] == ids
+    assert dict(relay(store, 0)).get(tenant_id) is None  # backing off after the failure
+    assert dict(relay(store, 0, now=utcnow() + dt.timedelta(seconds=31)))[tenant_id] == ids
     assert process_inbox(store, tenant_id, tenant_settings(), sql_sink, ids).done == 1

@@ -89,8 +89,8 @@ def _dump(env: EpiEnv, stream: str) -> list[dict[str, Any]]:
     return [dto(SPECS[resource], r) for r in env.tenant.tables[resource].records.values()]
 
 
-class Killed(Exception):
-    pass
+class Killed(BaseException):
+    """A process kill: not an error a stream's boundary may catch (a real kill catches nothing)."""
 
 
 class KillingSink:
@@ -203,7 +203,9 @@ def test_unbound_records_are_parked_and_land_when_bound(
     )
 
     store.save_base(tenant_id, "smartepi", "employees", "EMP-e-0", "e-0", {})
-    done = process_inbox(store, tenant_id, tenant_settings(), sql_sink)
+    assert process_inbox(store, tenant_id, tenant_settings(), sql_sink).events == 0  # backing off
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=31)
+    done = process_inbox(store, tenant_id, tenant_settings(), sql_sink, now=later)
     assert done.done == parked and done.released == parked
     assert len(sql_sink.rows("withdrawals")) == 60
     assert EVENT_STREAMS["withdrawal.created"] == "withdrawals"
