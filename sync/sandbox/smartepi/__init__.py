@@ -21,7 +21,10 @@ Application
 11. ``name`` (all) and ``code`` (cost centers) are case-insensitive prefix filters [§2.4 B].
 12. At most one relationship filter (employees: sectorId/costCenterId/jobRoleId/groupId;
     transactions: employeeId/productId/costCenterId/sectorId) -> else 400; one may be
-    combined with ``name`` or (employees) ``identification``/``email`` [§0].
+    combined with ``name`` or (employees) ``identification`` [§0]. Any query parameter
+    the contract does not document for that endpoint (e.g. ``email``) -> 400, from the
+    one table in ``params.py``; ``list_filters`` can make the API lenient or make it
+    ignore filters altogether (for testing clients) [§2.5].
 13. Transaction time window ``createdSince`` (inclusive) / ``createdUntil`` (exclusive),
     ISO-8601 UTC; combined with a relationship filter -> 400 [§0, §3.8, §5.5].
 14. Read-only resources (access groups, transactions, training records): writes -> 405;

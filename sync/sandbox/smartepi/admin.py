@@ -23,6 +23,9 @@ No authentication, loopback clients only (a request from elsewhere gets 403 unle
   ``POST /_admin/webhooks/deliver``, ``POST /_admin/webhooks/flush?timeout=``,
   ``POST /_admin/tenants/{tid}/webhooks/test``.
 - ``GET/PUT /_admin/faults``, ``GET/DELETE /_admin/stats`` (from the fault injector).
+- ``GET/PUT /_admin/list-filters`` ``{"mode": "strict"|"lenient"|"ignore"}``: how the API
+  treats undocumented query parameters and list filters (see ``params.py``); not reset
+  by ``/_admin/reset``, like the faults.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from sync.sandbox.smartepi.config import TenantConfig
 from sync.sandbox.smartepi.generators import KINDS, generate
+from sync.sandbox.smartepi.params import FilterMode
 from sync.sandbox.smartepi.problems import ApiError, not_found
 from sync.sandbox.smartepi.schema import SPECS
 from sync.sandbox.smartepi.store import Record, Tenant, dto, us_from_iso
@@ -55,6 +59,12 @@ class TenantPatch(BaseModel):
     webhook_secret: SecretStr | None = None
     webhook_events: list[str] | None = None
     allowed_ips: list[str] | None = None
+
+
+class FilterSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: FilterMode
 
 
 class GenerateRequest(BaseModel):
@@ -205,6 +215,15 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
         )  # fmt: skip
         events = emit(sandbox, t, body.kind, records)
         return {"ids": [r.id for r in records], "events": events}
+
+    @router.get("/list-filters")
+    def get_list_filters() -> dict[str, Any]:
+        return {"mode": sandbox.config.list_filters}
+
+    @router.put("/list-filters")
+    def put_list_filters(body: FilterSetting) -> dict[str, Any]:
+        sandbox.config.list_filters = body.mode
+        return {"mode": sandbox.config.list_filters}
 
     @router.get("/webhooks")
     def webhook_status() -> dict[str, Any]:

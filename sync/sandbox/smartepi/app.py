@@ -6,7 +6,9 @@ shape, no request id), then the application (problem+json with ``X-Request-Id``)
 
 The ``/v1`` routes are plain Starlette routes taking the raw request: the handlers
 parse and validate JSON themselves, so a malformed body or a wrong type is always a
-400 problem (never FastAPI's default 422) and per-request overhead stays small.
+400 problem (never FastAPI's default 422) and per-request overhead stays small. Query
+parameters are checked per endpoint against the contract's table (``params.py``):
+undocumented ones are a 400 unless ``config.list_filters`` relaxes that.
 Admin routes live under ``/_admin`` (see ``admin.py``).
 """
 
@@ -25,6 +27,7 @@ from starlette.responses import Response
 
 from sync.sandbox.faults import ASGIApp, FaultConfig, FaultInjector, Message, Receive, Scope, Send
 from sync.sandbox.smartepi.config import SmartEPISandboxConfig, TenantConfig
+from sync.sandbox.smartepi.params import FilterMode, Operation, accepted_params
 from sync.sandbox.smartepi.problems import (
     ApiError,
     bad_request,
@@ -162,9 +165,14 @@ def _versions_from(request: Request, body_version: Any = None, *, in_body: bool)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _routes(app: FastAPI, store: Store, spec: EntitySpec) -> None:
+def _routes(app: FastAPI, store: Store, spec: EntitySpec, mode: Callable[[], FilterMode]) -> None:
     resource = spec.resource
     base = f"/v1/{resource}"
+
+    def check_query(request: Request, operation: Operation) -> None:
+        """400 for a query parameter the contract does not document here (strict mode)."""
+        if request.query_params:
+            accepted_params(resource, operation, request.query_params.multi_items(), mode())
 
     def tenant_of(request: Request) -> Tenant:
         tenant: Tenant = request.scope[TENANT_SCOPE_KEY]
@@ -179,12 +187,13 @@ def _routes(app: FastAPI, store: Store, spec: EntitySpec) -> None:
     async def list_records(request: Request) -> Response:
         tenant = tenant_of(request)
         with store.lock:
-            page, cursor = store.list_page(tenant, resource, request.query_params.multi_items())
+            page, cursor = store.list_page(tenant, resource, request.query_params.multi_items(), mode())
             data = [dto(spec, rec) for rec in page]
         return _reply({"data": data, "cursor": cursor})
 
     async def create_record(request: Request) -> Response:
         tenant = tenant_of(request)
+        check_query(request, "create")
         body = await read_json_object(request)
         rec = store.create(tenant, resource, body)
         location = f"{str(request.base_url).rstrip('/')}{base}/{rec.id}"
@@ -192,12 +201,14 @@ def _routes(app: FastAPI, store: Store, spec: EntitySpec) -> None:
 
     async def get_record(request: Request) -> Response:
         tenant = tenant_of(request)
+        check_query(request, "get")
         rec = store.get(tenant, resource, request.path_params["id"])
         return single(spec, tenant, rec.id)
 
     async def update_record(request: Request) -> Response:
         tenant = tenant_of(request)
         record_id = request.path_params["id"]
+        check_query(request, "update")
         store.get(tenant, resource, record_id)
         body = await read_json_object(request)
         versions = _versions_from(request, body.get("_version"), in_body=True)
@@ -207,6 +218,7 @@ def _routes(app: FastAPI, store: Store, spec: EntitySpec) -> None:
     async def delete_record(request: Request) -> Response:
         tenant = tenant_of(request)
         record_id = request.path_params["id"]
+        check_query(request, "delete")
         store.get(tenant, resource, record_id)
         rec = store.delete(tenant, resource, record_id, _versions_from(request, in_body=False))
         return _reply({"data": dto(spec, rec)}, 200, {"ETag": rec.etag})
@@ -285,7 +297,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
         return Response(body, status, {k.decode(): v.decode() for k, v in headers})
 
     for spec in SPECS.values():
-        _routes(app, store, spec)
+        _routes(app, store, spec, lambda: sandbox.config.list_filters)
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))
     app.add_middleware(_Wrapped, wrap=_auth_middleware(store))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from sync.sandbox.smartepi.params import FilterMode
 from sync.sandbox.smartepi.webhooks import WebhookOptions
 
 
@@ -27,3 +28,6 @@ class SmartEPISandboxConfig(BaseModel):
     webhooks: WebhookOptions = Field(default_factory=WebhookOptions)
     key_activation_s: float = Field(0.0, ge=0)  # revision B: a new key is 403 for about a minute
     admin_loopback_only: bool = True
+    # strict: undocumented query parameters are 400; lenient: ignored; ignore: list filters
+    # are ignored as well (unfiltered pages), to prove clients confirm lookup hits locally
+    list_filters: FilterMode = "strict"

@@ -91,7 +91,7 @@ SPECS: dict[str, EntitySpec] = {
                 FieldSpec("admissionDate", "date"),
             ),
             relationship_filters=("sectorId", "costCenterId", "jobRoleId", "groupId"),
-            exact_filters=("identification", "email"),
+            exact_filters=("identification",),
         ),
         EntitySpec(
             "products",
