@@ -135,6 +135,8 @@ def test_empty_string_cursor_ends_the_list():
         ("withdrawals", {"employeeId": "e", "createdSince": "2025-01-01T00:00:00Z"}, "time window"),
         ("training_records", {"employeeId": "e", "createdUntil": dt.datetime(2025, 1, 1)}, "time window"),
         ("employees", {"sectorid": "s"}, "unsupported list filter"),
+        ("employees", {"email": "a@x.com"}, "unsupported list filter"),
+        ("employees", {"costCenter2Id": "c"}, "unsupported list filter"),
         ("sectors", {"createdSince": "2025-01-01"}, "unsupported list filter"),
         ("employees", {"limit": 0}, "limit"),
         ("employees", {"limit": 101}, "limit"),
@@ -352,21 +354,33 @@ def test_find_by_name_sends_a_prefix_and_matches_exactly_client_side():
     assert [r.url.params["name"] for r in api.requests] == ["WELDING", "Welding"]
 
 
-def test_employee_lookups_by_identification_then_email():
-    people = [
-        {"id": "e1", "name": "A", "identification": "123.456.789-00", "email": "A@X.com"},
-        {"id": "e2", "name": "B", "identification": None, "email": "b@x.com"},
-    ]
+PEOPLE = [
+    {"id": "e1", "name": "Ana Lima", "identification": "123.456.789-00", "email": "A@X.com"},
+    {"id": "e2", "name": "Bia", "identification": None, "email": "b@x.com"},
+    {"id": "e3", "name": "Ana Souza", "identification": "555", "email": "ana.souza@x.com"},
+]
+
+
+def strict_people_api(people=PEOPLE):
+    """Employees as the contract documents them: ``identification`` exact, ``name`` prefix,
+    anything else (``email``) 400."""
 
     def script(r):
         p = r.url.params
+        if set(p) - {"identification", "name", "limit", "cursor"}:
+            return httpx.Response(400, json={"type": "urn:smartepi:error:bad_request", "status": 400})
+        rows = people
         if "identification" in p:
-            rows = [x for x in people if (x["identification"] or "") == p["identification"]]
-        else:
-            rows = [x for x in people if x["email"].casefold() == p["email"].casefold()]
+            rows = [x for x in rows if (x["identification"] or "") == p["identification"]]
+        if "name" in p:
+            rows = [x for x in rows if x["name"].casefold().startswith(p["name"].casefold())]
         return httpx.Response(200, json={"data": rows, "cursor": None})
 
-    api = FakeApi(script=script)
+    return FakeApi(script=script)
+
+
+def test_employee_lookups_by_identification_then_email_send_only_documented_filters():
+    api = strict_people_api()
 
     @with_api(api)
     async def go(c):
@@ -375,12 +389,37 @@ def test_employee_lookups_by_identification_then_email():
             [r["id"] for r in await e.find_by_identification(" 123.456.789-00 ")],
             [r["id"] for r in await e.find_by_email("b@X.COM")],
             [r["id"] for r in await e.find_by_natural_key({"identification": "999", "email": "a@x.com"})],
+            [r["id"] for r in await e.find_by_email("ANA.SOUZA@x.com", name="Ana Souza")],
             await e.find_by_natural_key({}),
         )
 
-    by_id, by_email, fallback, none = run(go)
-    assert by_id == ["e1"] and by_email == ["e2"] and fallback == ["e1"] and none == []
-    assert parse(Employee, people[0]).identification == "123.456.789-00"
+    by_id, by_email, fallback, by_name_hint, none = run(go)
+    assert by_id == ["e1"] and by_email == ["e2"] and fallback == ["e1"] and by_name_hint == ["e3"]
+    assert none == []
+    sent = [dict(r.url.params) for r in api.requests]
+    assert all("email" not in q for q in sent)
+    assert {"name": "Ana", "limit": "100"} in sent  # the name hint narrows the e-mail search
+    assert parse(Employee, PEOPLE[0]).identification == "123.456.789-00"
+
+
+def test_a_server_ignoring_filters_never_yields_a_record_with_another_key():
+    everyone = [*PEOPLE, "not a record", {"id": "x", "name": None, "email": None}]
+    api = FakeApi(script=lambda r: httpx.Response(200, json={"data": everyone, "cursor": None}))
+
+    @with_api(api)
+    async def go(c):
+        e = c.employees
+        return (
+            await e.find_by_identification("000"),
+            [r["id"] for r in await e.find_by_identification("12345678900")],
+            await e.find_by_email("nobody@x.com", name="Ana"),
+            [r["id"] for r in await e.find_by_natural_key({"email": "b@x.com", "name": "Bia"})],
+            [r["id"] for r in await e.find_by_name("ana lima")],
+        )
+
+    none_id, by_id, none_email, by_email, by_name = run(go)
+    assert none_id == [] and none_email == [] and by_id == ["e1"] and by_email == ["e2"]
+    assert by_name == ["e1"]
 
 
 def test_post_5xx_is_ambiguous_and_sent_once():

@@ -27,9 +27,12 @@ Natural-key lookups (design §3): ``find_by_name`` sends the leading word of the
 as the (case-insensitive prefix) ``name`` filter and keeps exact matches under
 ``sync.core.keys.fold``; the leading word, not the whole name, so a remote name with
 different inner spacing still comes back. Employees also have ``find_by_identification``
-and ``find_by_email``; the sandbox serves those filters as exact, case-insensitive
-matches, so a remote value formatted differently ("123.456.789-00" vs "12345678900")
-is found by the client-side ``fold_identification`` only when the server returned it.
+(the documented ``identification`` search; the sandbox serves it as an exact,
+case-insensitive match, so a value formatted differently, "123.456.789-00" vs
+"12345678900", is found by the client-side ``fold_identification`` only when the server
+returned it) and ``find_by_email``, which sends no ``email`` filter (none is documented).
+Only documented filters are ever sent, and every hit is re-checked locally on the folded
+natural key: a server that ignores a filter returns everything, never a wrong match.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from sync.clients.smartepi import models as m
-from sync.core.keys import fold, fold_email, fold_identification
+from sync.core.keys import fold, fold_email, fold_identification, key_values
 from sync.errors import ContractViolation, StaleVersion
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
 MAX_LIMIT = 100
 Records = list[dict[str, Any]]
 WINDOW_FILTERS = frozenset({"createdSince", "createdUntil"})
+PREFIX_FILTERS = frozenset({"name", "code"})  # case-insensitive begins-with (§2.4 B)
 _TX_RELATIONS = frozenset({"employeeId", "productId", "costCenterId", "sectorId"})
 
 
@@ -70,6 +74,19 @@ class ResourceSpec:
     @property
     def writable(self) -> bool:
         return self.fields is not None
+
+    def search_for(self, field: str, value: str) -> dict[str, Any] | None:
+        """The documented filter that can find ``field == value``, or None (page through all).
+
+        ``name``/``code`` are case-insensitive prefix filters (§2.4 B): the leading word is
+        sent, so a remote value with other inner spacing still comes back; any other
+        documented search (``identification``) gets the trimmed value.
+        """
+        if field not in self.filters or not value.strip():
+            return None
+        if field in PREFIX_FILTERS:
+            return {field: value.strip().split()[0]}
+        return {field: value.strip()}
 
 
 def _org(name: str, model: type[BaseModel], fields: type[BaseModel], **kw: Any) -> ResourceSpec:
@@ -101,7 +118,7 @@ SPECS: dict[str, ResourceSpec] = {
             "employees",
             m.Employee,
             m.EmployeeFields,
-            filters=frozenset({"name", "identification", "email"}),
+            filters=frozenset({"name", "identification"}),  # no e-mail search is documented
             relationship_filters=frozenset({"sectorId", "costCenterId", "jobRoleId", "groupId"}),
         ),
         _org("products", m.Product, m.ProductFields),
@@ -359,7 +376,44 @@ class Resource:
         if target is None:
             return []
         prefix = name.strip().split()[0]
-        return [r async for r in self.list(name=prefix) if fold(r.get("name")) == target]
+        return [r async for r in self.list(name=prefix) if _folded(r, "name", fold) == target]
+
+    async def find_by_key(self, keys: Mapping[str, Any]) -> Records:
+        """Records matching any of ``keys`` (natural-key field -> value, in priority order).
+
+        Each field is searched with a documented filter where one exists (``search_for``)
+        and the hits are kept only when the folded field equals the folded value (the
+        folding of ``sync.core.keys``), so a server that ignores or loosens a filter never
+        yields another record. Fields with no documented filter are matched on one full
+        listing (newest first), tried after the searchable ones. The first field that
+        matches anything wins, as in ``KeyIndex.find``.
+        """
+        wanted = [(f, str(v), t) for f, v in keys.items() if v is not None and (t := key_of(f, v))]
+        listed: list[tuple[str, str, str]] = []
+        for field, value, target in wanted:
+            found = await self._search_key(field, value, target)
+            if found is None:
+                listed.append((field, value, target))
+            elif found:
+                return found
+        if not listed:
+            return []
+        hits: list[Records] = [[] for _ in listed]
+        async for r in self.list():
+            if isinstance(r, dict):
+                for i, (field, _value, target) in enumerate(listed):
+                    if key_of(field, r.get(field)) == target:
+                        hits[i].append(r)
+        return next((found for found in hits if found), [])
+
+    async def _search_key(self, field: str, value: str, target: str) -> Records | None:
+        """Confirmed hits of the documented search for one key field; None: no such search."""
+        search = self.spec.search_for(field, value)
+        if search is None:
+            return None
+        return [
+            r async for r in self.list(**search) if _folded(r, field, lambda v: key_of(field, v)) == target
+        ]
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -387,8 +441,59 @@ class Resource:
         return Versioned(record, response.etag)
 
 
+def key_of(field: str, value: Any) -> str | None:
+    """``value`` folded as ``sync.core.keys`` folds natural-key field ``field``."""
+    found = key_values({field: value}, (field,))
+    return found[0][1] if found else None
+
+
+def _folded(record: Any, field: str, folder: Any) -> str | None:
+    """``folder(record[field])``, or None for a record that is not an object (never a crash)."""
+    return folder(record.get(field)) if isinstance(record, dict) else None
+
+
 class Employees(Resource):
-    """Employees add lookups by identification and email (design §3: tried in that order)."""
+    """Employees add lookups by identification and email (design §3: tried in that order).
+
+    The contract documents an ``identification`` search and a ``name`` prefix search on
+    employees, no e-mail search (smartepi.md §0, §3.1), so an e-mail is found by a name
+    search compared on e-mail locally when the caller knows the name, else by paging
+    through every employee. Every hit is confirmed locally on the folded key, so a
+    server that ignores a filter (and returns everyone) never yields a wrong record.
+
+    The name of every employee this client POSTs is remembered by e-mail (bounded), so the
+    lookup that resolves an ambiguous create (which knows only the natural key) is one
+    name search, not a full listing.
+    """
+
+    NAMES_KEPT = 50_000
+
+    def __init__(self, client: SmartEPIClient, spec: ResourceSpec) -> None:
+        super().__init__(client, spec)
+        self._names: OrderedDict[str, str] = OrderedDict()  # folded e-mail -> name sent
+
+    def remember_name(self, email: Any, name: Any) -> None:
+        target = fold_email(email)
+        if target is None or not isinstance(name, str) or not name.strip():
+            return
+        self._names[target] = name
+        self._names.move_to_end(target)
+        while len(self._names) > self.NAMES_KEPT:
+            self._names.popitem(last=False)
+
+    async def create(self, fields: Mapping[str, Any]) -> Versioned:
+        self.remember_name(fields.get("email"), fields.get("name"))
+        return await super().create(fields)
+
+    async def _search_key(self, field: str, value: str, target: str) -> Records | None:
+        if field != "email":
+            return await super()._search_key(field, value, target)
+        name = self._names.get(target)
+        if name is None:
+            return None  # matched on the full listing
+        word = name.split()[0]
+        found = [r async for r in self.list(name=word) if _folded(r, "email", fold_email) == target]
+        return found or None
 
     async def find_by_identification(self, identification: str) -> Records:
         target = fold_identification(identification)
@@ -397,21 +502,41 @@ class Employees(Resource):
         return [
             r
             async for r in self.list(identification=identification.strip())
-            if fold_identification(r.get("identification")) == target
+            if _folded(r, "identification", fold_identification) == target
         ]
 
-    async def find_by_email(self, email: str) -> Records:
+    async def find_by_email(self, email: str, *, name: str | None = None) -> Records:
+        """Employees whose e-mail equals ``email`` (folded); ``name`` narrows the search.
+
+        With a name: one ``name`` prefix search (its leading word), matched on e-mail.
+        Nothing there (or no name): the whole list, newest first, matched on e-mail;
+        it costs a page per 100 employees but is the only documented way to be sure.
+        """
         target = fold_email(email)
         if target is None:
             return []
-        return [r async for r in self.list(email=email.strip()) if fold_email(r.get("email")) == target]
+        if not (isinstance(name, str) and name.strip()):
+            name = self._names.get(target)
+        word = name.strip().split()[0] if isinstance(name, str) and name.strip() else None
+        if word is not None:
+            found = [r async for r in self.list(name=word) if _folded(r, "email", fold_email) == target]
+            if found:
+                return found
+        return [r async for r in self.list() if _folded(r, "email", fold_email) == target]
 
     async def find_by_natural_key(self, fields: Mapping[str, Any]) -> Records:
-        """Matches on the first key the record has: identification, then email."""
-        for key, finder in (("identification", self.find_by_identification), ("email", self.find_by_email)):
-            value = fields.get(key)
-            if value:
-                found = await finder(str(value))
-                if found:
-                    return found
+        """Matches on the first key the record has: identification, then email.
+
+        ``fields`` may also hold the employee's ``name``, used only to narrow an e-mail
+        search (it is not a key: two people may share a name).
+        """
+        identification = fields.get("identification")
+        if identification:
+            found = await self.find_by_identification(str(identification))
+            if found:
+                return found
+        email = fields.get("email")
+        if email:
+            name = fields.get("name")
+            return await self.find_by_email(str(email), name=str(name) if name else None)
         return []

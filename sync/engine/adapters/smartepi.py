@@ -18,6 +18,7 @@ from typing import Any
 from sync.clients.smartepi.client import SmartEPIClient
 from sync.clients.smartepi.resources import Resource
 from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
+from sync.errors import ContractViolation
 
 CHILD_KEYS: dict[str, str] = {"sizes": "name", "certificates": "number"}
 _NOT_FIELDS = frozenset({"id", "createdAt", "updatedAt", *CHILD_KEYS})
@@ -82,13 +83,26 @@ class SmartEPIAdapter:
             yield split_record(record)
 
     async def find(self, entity: str, key_fields: Mapping[str, Any]) -> list[RawRemote]:
-        res = self._res(entity)
-        if resource_name(entity) == "employees":
-            found = await self.client.employees.find_by_natural_key(key_fields)
-        else:
-            name = key_fields.get("name")
-            found = await res.find_by_name(str(name)) if name else []
-        return [split_record(r) for r in found]
+        """Records matching any of ``key_fields`` (natural key, then the marker if any).
+
+        Only documented filters are sent (employees: ``identification``, and ``name`` to
+        narrow an e-mail; else ``name``/``code``, or a full listing) and every hit is
+        confirmed on the folded key (``Resource.find_by_key``), so an API that ignores a
+        filter never makes us adopt another record. A lookup that cannot be answered
+        raises a ``sync.errors`` type, never a raw exception: 400 ``BadRequest``, 5xx
+        ``ServerError`` after retries, ``ContractViolation``; the executor defers that record.
+        """
+        found = await self._res(entity).find_by_key(key_fields)
+        out = []
+        for record in found:
+            if record.get("id") in (None, ""):
+                raise ContractViolation(
+                    f"{resource_name(entity)}: a lookup answer holds a matching record without an id",
+                    platform="smartepi",
+                    hint="the record is deferred to the next run; report this platform answer",
+                )
+            out.append(split_record(record))
+        return out
 
     async def get(self, entity: str, remote_id: str) -> RawRemote | None:
         from sync.errors import NotFound
