@@ -236,7 +236,8 @@ class Naive:
                     if body.get("identification"):
                         found = await res.find_by_identification(str(body["identification"]))
                     else:
-                        found = await res.find_by_email(str(body.get("email") or ""))
+                        name = body.get("name")  # narrows the search: there is no e-mail filter
+                        found = await res.find_by_email(str(body.get("email") or ""), name=name)
                 else:
                     found = await res.find_by_name(str(body["name"]))
                 if found:

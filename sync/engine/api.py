@@ -230,12 +230,15 @@ class Engine:
         for platform in rt.platforms():
             # Remote references are translated only when remote records are read (full mode).
             reverse = self.store.reverse_bindings(rt.tenant_id, platform) if mode == "full" else {}
+            # Rows the platform rejected earlier, unchanged since: records referencing one
+            # are quarantined (reference_quarantined) at mapping, never planned and deferred.
+            held_here = {e: h for (p, e), h in held_apply.items() if p == platform}
             try:
                 if keys is None:
-                    results = rt.mappings.map_all(platform, lambda ent: rt.source.read(ent))
+                    results = rt.mappings.map_all(platform, lambda ent: rt.source.read(ent), held=held_here)
                 else:
                     results = {}
-                    ctx = MapContext()
+                    ctx = MapContext(held=held_here)
                     for em in rt.mappings.entities(platform):
                         wanted = keys.get(em.source_entity)
                         if not wanted:

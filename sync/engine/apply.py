@@ -204,6 +204,38 @@ class Executor:
             request_id=exc.request_id if isinstance(exc, StatusError) else None,
         )
 
+    def _unresolved(self, a: Action, exc: Unresolved) -> None:
+        """A reference with no binding: deferred (its target may be created later), unless the
+        target is quarantined, in this run or before; then the record is quarantined too
+        (``reference_quarantined``, as at validation) instead of being deferred on every run.
+
+        Stage ``validate``: the next collect derives the same entry from the target's
+        quarantine (``MapContext.held``) and drops it once the target is fixed; an
+        ``apply`` entry would hold the record until its own ERP row changed.
+        """
+        rule = next(
+            (
+                q.rule
+                for q in self.result.quarantined
+                if (q.platform, q.entity, q.erp_key) == (a.platform, exc.target, exc.key)
+            ),
+            None,
+        )
+        if rule is None:
+            found = self.ctx.store.quarantined(self.ctx.tenant, a.platform, exc.target, keys=[exc.key])
+            rule = found[0].rule if found else None
+        if rule is None:
+            self._record(a, "deferred", str(exc))
+            return
+        erp_hash = self.ctx.erp_hashes.get((a.platform, a.entity), {}).get(a.erp_key, "")
+        msg = f"references {exc.target} {exc.key!r}, which is quarantined ({rule})"
+        entry = QuarantineEntry(
+            a.platform, a.entity, a.erp_key, exc.field, "reference_quarantined", msg, exc.key, erp_hash
+        )
+        self.ctx.store.quarantine(self.ctx.tenant, [entry])
+        self.result.quarantined.append(entry)
+        self._record(a, "quarantined", entry.reason())
+
     def _fence(self) -> None:
         if self.ctx.fence:
             self.ctx.fence()
@@ -274,7 +306,7 @@ class Executor:
             try:
                 await self._one(policy, a)
             except Unresolved as exc:
-                self._record(a, "deferred", str(exc))
+                self._unresolved(a, exc)
             except Unprocessable as exc:
                 self._quarantine(a, exc)
             except ErpsyncError as exc:
@@ -325,7 +357,7 @@ class Executor:
                     if exc.target == policy.entity and exc.key in creating:
                         blocked.append(a)
                     else:
-                        self._record(a, "deferred", str(exc))
+                        self._unresolved(a, exc)
                     continue
                 ready.append((a, item))
             if not ready:

@@ -57,16 +57,27 @@ class MapContext:
     sync of a few rows that did not read the referenced table). ``quarantined[entity]``:
     ERP keys in quarantine; referencing one quarantines the row, naming the parent.
     ``child_rows[child]``: raw child rows grouped by parent ERP key
-    (``EntityMapping.group_child_rows``). ``record`` fills the first two from a result.
+    (``EntityMapping.group_child_rows``). ``held[entity]``: ERP key → row hash of records
+    the platform rejected at an earlier apply (stage ``apply``); while a row's hash is
+    unchanged it stays held, so ``record`` counts it as quarantined and the records that
+    reference it are quarantined too (``reference_quarantined``), instead of being planned
+    and deferred at every apply. ``record`` fills the first two from a result.
     """
 
     valid_keys: dict[str, Collection[str]] = field(default_factory=dict)
     quarantined: dict[str, Collection[str]] = field(default_factory=dict)
     child_rows: dict[str, Mapping[str, Sequence[Row]]] = field(default_factory=dict)
+    held: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def record(self, entity: str, result: MapResult) -> None:
         self.valid_keys[entity] = {d.erp_key for d in result.desired}
-        self.quarantined[entity] = {q.erp_key for q in result.quarantine if not q.child_only}
+        quarantined = {q.erp_key for q in result.quarantine if not q.child_only}
+        held = self.held.get(entity)
+        if held:
+            quarantined.update(
+                d.erp_key for d in result.desired if d.erp_hash and held.get(d.erp_key) == d.erp_hash
+            )
+        self.quarantined[entity] = quarantined
 
 
 @dataclass(slots=True)

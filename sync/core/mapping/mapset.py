@@ -91,16 +91,22 @@ class MappingSet:
         return self.entity(platform, entity).map_rows(rows, context)
 
     def map_all(
-        self, platform: Platform, read: Callable[[str], Iterable[Row]], context: MapContext | None = None
+        self,
+        platform: Platform,
+        read: Callable[[str], Iterable[Row]],
+        context: MapContext | None = None,
+        *,
+        held: Mapping[str, Mapping[str, str]] | None = None,
     ) -> dict[str, MapResult]:
         """Map every entity of a platform in dependency order from complete ERP reads.
 
         ``read(source_entity)`` returns that ERP entity's rows. Each result is recorded in
         the context, so later entities see dangling and quarantined references (a caller's
         context gets every entity; our own skips the last one, which nothing reads, and
-        drops each entity's grouped child rows once it is mapped).
+        drops each entity's grouped child rows once it is mapped). ``held``: rows rejected
+        by the platform earlier, per entity (``MapContext.held``).
         """
-        ctx = context or MapContext()
+        ctx = context or MapContext(held=held or {})
         results: dict[str, MapResult] = {}
         ems = self.entities(platform)
         for i, em in enumerate(ems):
