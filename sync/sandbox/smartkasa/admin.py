@@ -158,6 +158,22 @@ def router(sb: Sandbox) -> APIRouter:
             {name: [dump_record(x) for x in rows.values()] for name, rows in t.tables.items()}
         )
 
+    @r.patch("/config")
+    async def patch_config(request: Request) -> Response:
+        """Change behaviour knobs at run time (``batch_order``, ``batch_mode``, …) for out-of-process
+        sandboxes; tenants and secrets are not changeable here. Routes read the same config object."""
+        data = await body(request)
+        fixed = {"tenants", "jwt_secret", "admin_loopback_only"} & set(data)
+        if fixed:
+            raise ApiError(422, {"message": f"not changeable at run time: {', '.join(sorted(fixed))}"})
+        try:
+            merged = type(sb.config).model_validate(sb.config.model_dump() | data)
+        except ValueError as exc:
+            raise ApiError(422, {"message": f"bad config: {exc}"}) from None
+        for name in data:
+            setattr(sb.config, name, getattr(merged, name))
+        return json_response({"data": sb.config.model_dump(exclude={"tenants", "jwt_secret"})})
+
     @r.post("/expire_tokens")
     async def expire_tokens(request: Request) -> Response:
         t = tenant(request)
