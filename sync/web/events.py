@@ -6,18 +6,20 @@ with ``Authorization: Bearer <tenants.acme.event_token>``. Answers:
 - 202 ``{"task_id", "task_ids", "accepted", "coalesced"}``: the keys are synced by those
   tasks (``coalesced`` keys were already covered by a queued or running sync: the throttle);
 - 400 malformed body (our own shape errors, not FastAPI's 422: ERP-side integrations
-  expect a plain client error), 401 bad or missing token (also for an unknown tenant, so
-  tenant ids cannot be probed), 413 body over ``MAX_BODY`` bytes, 503 queue unreachable.
+  expect a plain client error; also JSON nested deeper than ``MAX_DEPTH``), 401 bad or
+  missing token (also for an unknown tenant, so tenant ids cannot be probed), 413 body
+  over ``MAX_BODY`` bytes, 503 queue unreachable.
 
-The token compare is constant-time (``hmac.compare_digest``), and an unknown tenant is
-compared against a dummy so its timing matches a wrong token. ``op`` is informational:
+The token is checked before the body is parsed: an unauthenticated caller costs one
+capped read and never reaches the JSON parser. The token names the tenant (it is
+compared, in constant time, with every tenant's token); the body's ``tenant`` must then
+be that tenant. ``op`` is informational:
 the sync reads the row from the ERP, so a delete and an update are handled the same way.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from sync.engine.throttle import Admission
 from sync.settings import Settings
+from sync.web.limits import MAX_DEPTH, TooDeep, loads_capped
 
 log = logging.getLogger("erpsync.web.events")
 
@@ -51,6 +54,17 @@ class ChangeEvent(BaseModel):
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def tenant_for_token(settings: Settings, presented: str | None) -> str | None:
+    """The tenant whose event token is ``presented`` (constant-time compare with every one)."""
+    found = None
+    given = (presented or "").encode()
+    for tenant, conf in settings.tenants.items():
+        expected = conf.event_token.get_secret_value().encode() if conf.event_token else _DUMMY
+        if hmac.compare_digest(given, expected) and conf.event_token is not None and presented:
+            found = tenant  # no early exit: the time taken does not tell which tenant matched
+    return found
 
 
 def token_matches(settings: Settings, tenant: str, presented: str | None) -> bool:
@@ -90,17 +104,23 @@ def make_events_router(get_settings: Callable[[], Settings], submit: Submit) -> 
 
     @router.post("/erp/events", status_code=202, response_model=None)
     async def erp_events(request: Request) -> JSONResponse:
+        settings = get_settings()
+        token_tenant = tenant_for_token(settings, _bearer(request))
+        if token_tenant is None:
+            return _error(401, "missing or invalid event token")
         body = await _read_limited(request, MAX_BODY)
         if body is None:
             return _error(413, f"body larger than {MAX_BODY} bytes; send at most {MAX_KEYS} keys per event")
         try:
-            data = json.loads(body)
+            data = loads_capped(body)
+        except TooDeep:
+            return _error(400, f"body is nested deeper than {MAX_DEPTH} levels")
         except (ValueError, UnicodeDecodeError):
             return _error(400, "body is not valid JSON")
         tenant = data.get("tenant") if isinstance(data, dict) else None
         if not isinstance(tenant, str):
             return _error(400, "invalid change event", problems=["tenant: must be a string"])
-        if not token_matches(get_settings(), tenant, _bearer(request)):
+        if tenant != token_tenant or not token_matches(settings, tenant, _bearer(request)):
             return _error(401, "missing or invalid event token")
         try:
             event = ChangeEvent.model_validate(data)

@@ -118,6 +118,34 @@ def test_bad_shape_is_400_with_problems(
     assert r.json()["problems"] and submit.calls == []
 
 
+@pytest.mark.parametrize("depth", [100_000, 2_000, 33])
+def test_deep_nesting_without_a_token_is_401_and_with_one_400_never_500(
+    settings: Settings, store: StateStore, depth: int
+) -> None:
+    """Issue #14 item 13: the token is checked before the body is parsed; nesting is capped."""
+    body = b'{"tenant": "acme", "keys": ' + b"[" * depth + b"]" * depth + b"}"
+    http = TestClient(create_app(settings, submit=FakeSubmit(), store=store), raise_server_exceptions=False)
+    plain = {"Content-Type": "application/json"}
+    assert http.post("/erp/events", content=body, headers=plain).status_code == 401
+    r = http.post("/erp/events", content=body, headers={**auth(), **plain})
+    assert r.status_code == 400 and "nested deeper" in r.json()["error"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(settings: Settings, store: StateStore) -> None:
+    submit = FakeSubmit()
+    r = client(settings, store, submit).post(
+        "/erp/events", json={**EVENT, "keys": ["[" * 200, '{\\"' * 50]}, headers=auth()
+    )
+    assert r.status_code == 202 and len(submit.calls[0][2]) == 2
+
+
+def test_oversize_body_without_a_token_is_401_unread(settings: Settings, store: StateStore) -> None:
+    r = client(settings, store).post(
+        "/erp/events", content=b" " * (MAX_BODY + 1), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 401
+
+
 def test_oversize_body_is_413(settings: Settings, store: StateStore) -> None:
     big = {**EVENT, "keys": ["x" * 250] * 1100}
     r = client(settings, store).post("/erp/events", json=big, headers=auth())
