@@ -471,8 +471,32 @@ def relay_inbox(self: Task, older_than: float = RELAY_AFTER_SECONDS) -> dict[str
 
 
 def enqueue_inbound(tenant: str, event_ids: Iterable[int]) -> str:
-    """``on_stored`` callback of the webhook receiver: apply the stored events soon."""
+    """Apply stored inbox events soon (the relay's path: Celery's usual publish retries)."""
     return str(apply_inbound.apply_async((tenant, list(event_ids))).id)
+
+
+PUBLISH_TIMEOUT = 1.0  # seconds per socket connect/read on the webhook's hot path
+
+
+def enqueue_inbound_now(tenant: str, event_ids: Iterable[int]) -> str:
+    """``on_stored`` callback of the webhook receiver: one bounded attempt to enqueue.
+
+    The event is already committed to the inbox, so a failed enqueue costs only latency
+    (the relay re-enqueues it); the sender's timeout (10 s for SmartEPI) does not wait for
+    Celery's publish retries. Hence: no publish retry, connection retries off, socket
+    timeouts of ``PUBLISH_TIMEOUT``, and no result-backend subscription (``ignore_result``;
+    with Redis down, that subscription alone retried for ~19 s before failing)."""
+    options = {
+        "max_retries": 0,
+        "socket_connect_timeout": PUBLISH_TIMEOUT,
+        "socket_timeout": PUBLISH_TIMEOUT,
+        "retry_on_timeout": False,
+    }
+    with app.connection_for_write(transport_options=options) as conn:
+        result = apply_inbound.apply_async(
+            (tenant, list(event_ids)), retry=False, ignore_result=True, connection=conn
+        )
+    return str(result.id)
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,7 +4,8 @@ Dependencies are parameters (``submit``, ``store``, ``redis``) so tests can hand
 fakes; by default the app enqueues on the Celery service configured by ``settings``.
 The webhook receiver (``sync.web.webhooks``) is mounted when that module is present;
 it stores each event in the state store's inbox and calls ``on_stored``, which enqueues
-``apply_inbound`` (a relay task picks up anything whose enqueue was lost).
+``apply_inbound`` in one bounded attempt (a relay task picks up anything whose enqueue
+was lost), so a webhook is answered in about a second even with Redis down.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def create_app(
     app.include_router(make_events_router(get_settings, submit or default_submit))
     webhooks = _optional("sync.web.webhooks")
     if webhooks is not None:
-        app.include_router(webhooks.make_webhook_router(get_settings, get_store, tasks.enqueue_inbound))
+        app.include_router(webhooks.make_webhook_router(get_settings, get_store, tasks.enqueue_inbound_now))
     return app
 
 

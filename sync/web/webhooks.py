@@ -3,13 +3,15 @@
 Order of checks, cheapest and least revealing first, and nothing touches state until the
 signature is good:
 
-1. unknown tenant, no SmartEPI section or no webhook secret → 404 (one answer for all three,
-   so a caller cannot probe which tenants exist);
-2. body over the cap → 413 (``Content-Length`` first, then counted while streaming);
-3. missing/malformed signature header → 400; wrong signature or timestamp outside the
-   (non-negotiable, ≤ 300 s) tolerance → 401; verified over the raw bytes, in constant time;
-4. body not a JSON object with string ``id`` and ``type`` → 400;
-5. the event goes into the inbox (unique event id) in its own transaction; only after the
+1. body over the cap → 413 (``Content-Length`` first, then counted while streaming);
+2. missing/malformed signature header → 400; wrong signature or timestamp outside the
+   (non-negotiable, ≤ 300 s) tolerance → 401; verified over the raw bytes, in constant time.
+   An unknown tenant, or one without a SmartEPI section or webhook secret, goes through the
+   same steps against a random secret, so it gets exactly the answer of a wrong signature:
+   a caller cannot probe which tenants exist;
+3. body not a JSON object with string ``id`` and ``type`` (or nested deeper than
+   ``MAX_DEPTH``) → 400;
+4. the event goes into the inbox (unique event id) in its own transaction; only after the
    commit is 200 sent. A duplicate is answered 200 and not enqueued again.
 
 ``on_stored(tenant, [inbox row id])`` enqueues the apply task. If it fails (Redis down) the
@@ -18,8 +20,8 @@ answer is still 200: the event is durable in the inbox and the relay re-enqueues
 
 from __future__ import annotations
 
-import json
 import logging
+import secrets as _secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,16 +30,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from sync.core.signature import SignatureMalformed, WebhookRejected, verify
+from sync.core.signature import MAX_TOLERANCE, SignatureMalformed, WebhookRejected, verify
 from sync.engine.inbound import EPI, inbox_insert
 from sync.redact import scrub
 from sync.settings import Settings
 from sync.state.store import StateStore
+from sync.web.limits import MAX_DEPTH, TooDeep, loads_capped
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-SmartEPI-Signature"
 MAX_BODY_BYTES = 1024 * 1024
+_UNKNOWN_SECRET = "whsec_" + _secrets.token_hex(32)  # per process; never matches a real sender
 
 
 class _TooLarge(Exception):
@@ -81,9 +85,10 @@ def make_webhook_router(
     async def receive(tenant: str, request: Request) -> JSONResponse:
         tenant_settings = get_settings().tenants.get(tenant)
         epi = tenant_settings.smartepi if tenant_settings is not None else None
-        secrets = [s.get_secret_value() for s in epi.webhook_secrets] if epi is not None else []
-        if epi is None or not any(secrets):
-            return _answer(404, "no webhook endpoint here")
+        secrets = [s.get_secret_value() for s in epi.webhook_secrets if s.get_secret_value()] if epi else []
+        known = epi is not None and bool(secrets)
+        if not known:  # same steps and answers as a wrong signature (see the module doc)
+            secrets = [_UNKNOWN_SECRET]
         try:
             body = await _read_capped(request, max_body_bytes)
         except _TooLarge:
@@ -97,14 +102,21 @@ def make_webhook_router(
                 body,
                 secrets,
                 now=int(clock()),
-                tolerance=epi.signature_tolerance_seconds,
-                key_includes_prefix=epi.signature_key_includes_prefix,
+                tolerance=epi.signature_tolerance_seconds if known and epi else MAX_TOLERANCE,
+                key_includes_prefix=epi.signature_key_includes_prefix if known and epi else True,
             )
         except WebhookRejected as exc:
-            log.warning("smartepi webhook for tenant %s rejected: %s", tenant, exc.message)
+            if known:
+                log.warning("smartepi webhook for tenant %s rejected: %s", tenant, exc.message)
+            else:
+                log.warning("smartepi webhook for an unknown or unconfigured tenant rejected")
             return _answer(exc.status, exc.message)
+        if not known:  # unreachable (a random secret never verifies); never store for it
+            return _answer(401, "signature does not match")
         try:
-            event = json.loads(body, parse_constant=_reject_constant)
+            event = loads_capped(body, parse_constant=_reject_constant)
+        except TooDeep:
+            return _answer(400, f"body is nested deeper than {MAX_DEPTH} levels")
         except (ValueError, UnicodeDecodeError):
             return _answer(400, "body is not valid JSON")
         if not isinstance(event, dict):

@@ -127,15 +127,22 @@ def test_signed_but_invalid_json_is_400(hx: Harness, payload: bytes) -> None:
     assert hx.inbox_count() == 0
 
 
-def test_unknown_tenant_or_no_secret_is_404_without_detail(store: StateStore, tenant_id: str) -> None:
+def test_unknown_tenant_or_no_secret_answers_like_a_wrong_signature(
+    store: StateStore, tenant_id: str
+) -> None:
+    """Issue #14 item 13: 404 vs 400/401 told which tenants exist; now all three answer alike."""
     hx = Harness(store, tenant_id, settings_with(tenant_id, tenant_settings(secrets=[])))
+    known = Harness(store, "known" + tenant_id, settings_with("known" + tenant_id, tenant_settings()))
     body = dumps(event("w-5"))
-    header = sign(body, SECRET, timestamp=NOW)
+    header = sign(body, "whsec_not-the-secret", timestamp=NOW)
     no_secret = hx.post(body, header)
     unknown = hx.post(body, header, tenant="nobody")
-    assert no_secret.status_code == unknown.status_code == 404
-    assert no_secret.json() == unknown.json()
-    assert hx.inbox_count() == 0
+    wrong = known.post(body, header)
+    assert no_secret.status_code == unknown.status_code == wrong.status_code == 401
+    assert no_secret.json() == unknown.json() == wrong.json()
+    unsigned = [h.post(body, None, tenant=t) for h, t in ((hx, None), (hx, "nobody"), (known, None))]
+    assert {r.status_code for r in unsigned} == {400} and len({r.text for r in unsigned}) == 1
+    assert hx.inbox_count() == 0 and known.inbox_count() == 0
 
 
 def test_enqueue_failure_still_acknowledges(hx: Harness) -> None:
