@@ -9,6 +9,12 @@ Two complementary mechanisms:
   ``scrub`` replaces any occurrence of a registered value inside free text. A logging
   filter applies ``scrub`` to every record, so even a secret echoed back inside an
   error body or a URL is masked.
+
+Rotating secrets (SmartKasa session tokens, renewed every day for as long as a worker
+lives) are registered under a *slot*: a slot keeps only its last few values, so the set
+stays bounded and a token replaced twice stops being searched for. Registering only marks
+the pattern stale; it is rebuilt once, on the next ``scrub`` (a rotation costs O(1), not a
+recompile of every secret ever seen).
 """
 
 from __future__ import annotations
@@ -32,31 +38,71 @@ _NOT_SECRET = re.compile(
 )
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+_secrets: set[str] = set()  # configuration secrets: few, for the life of the process
+_slots: dict[str, list[str]] = {}  # rotating secrets: slot -> its latest values, oldest first
 _pattern: re.Pattern[str] | None = None
+_stale = False
+SLOT_KEEP = 2  # values kept per slot: the current one and the one it replaced
 
 
 def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key)) and not _NOT_SECRET.match(key)
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a secret value so ``scrub`` masks it wherever it appears (min. 4 chars)."""
-    global _pattern
+def register_secret(value: str | None, *, slot: str | None = None) -> None:
+    """Remember a secret value so ``scrub`` masks it wherever it appears (min. 4 chars).
+
+    With ``slot``, the value replaces older values of that slot beyond ``SLOT_KEEP``."""
+    global _stale
     if not value or len(value) < 4:
         return
     with _lock:
-        if value in _secrets:
-            return
-        _secrets.add(value)
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        if slot is None:
+            if value in _secrets:
+                return
+            _secrets.add(value)
+        else:
+            recent = _slots.setdefault(slot, [])
+            if value in recent:
+                return
+            recent.append(value)
+            del recent[:-SLOT_KEEP]
+        _stale = True
+
+
+def forget_slots(*slots: str) -> None:
+    """Drop rotating secrets whose owner is gone (a closed session)."""
+    global _stale
+    with _lock:
+        for slot in slots:
+            if _slots.pop(slot, None):
+                _stale = True
+
+
+def registered_count() -> int:
+    """How many values ``scrub`` searches for (bounded: see the module docstring)."""
+    with _lock:
+        return len(_secrets | {v for values in _slots.values() for v in values})
+
+
+def _current() -> re.Pattern[str] | None:
+    global _pattern, _stale
+    if _stale:
+        with _lock:
+            if _stale:
+                values = _secrets | {v for recent in _slots.values() for v in recent}
+                ordered = sorted(values, key=len, reverse=True)
+                _pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+                _stale = False
+    return _pattern
 
 
 def scrub(text: str) -> str:
     """Mask every registered secret value inside ``text``."""
-    pattern = _pattern
-    if pattern is None or not text:
+    if not text:
+        return text
+    pattern = _current()
+    if pattern is None:
         return text
     return pattern.sub(MASK, text)
 

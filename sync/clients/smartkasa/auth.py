@@ -27,12 +27,13 @@ import asyncio
 import contextvars
 import datetime as dt
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sync import errors as E
-from sync.redact import register_secret
+from sync.redact import forget_slots, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,10 @@ class SessionManager:
         self._lock: asyncio.Lock | None = None
         self.logins = 0
         self.refreshes = 0
+        # Redaction slots: each renewal replaces this session's tokens in the redaction set
+        # instead of adding to it; they are dropped when the session is gone.
+        self._slots = (f"smartkasa-session-{id(self)}:access", f"smartkasa-session-{id(self)}:refresh")
+        weakref.finalize(self, forget_slots, *self._slots)
 
     def __repr__(self) -> str:
         return (
@@ -231,8 +236,8 @@ class SessionManager:
         self._remember(tokens, bump=True)
 
     def _remember(self, tokens: TokenSet, *, bump: bool) -> None:
-        register_secret(tokens.access)
-        register_secret(tokens.refresh)
+        register_secret(tokens.access, slot=self._slots[0])
+        register_secret(tokens.refresh, slot=self._slots[1])
         self._tokens = tokens
         if bump:
             self._generation += 1
