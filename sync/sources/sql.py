@@ -9,6 +9,7 @@ harmless, missing a row written in the same second is not.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,15 @@ from sync.sources.base import key_str, parse_timestamp
 from sync.sources.config import SqlEntityConfig, SqlSourceConfig
 
 _IN_CHUNK = 500
+# An ERP key read from an integer column, as ``key_str`` writes it: ASCII digits, no
+# leading zero or plus. ``str.isdigit`` also accepts "²" (int() then raises) and other
+# scripts' digits ("١٢" is int 12), which would read another row than the key names.
+_INT_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def int_key(key: str) -> int | None:
+    """The integer an ERP key names in an integer key column, or None if it names no row."""
+    return int(key) if _INT_KEY.fullmatch(key) else None
 
 
 class SqlSource:
@@ -144,7 +154,7 @@ class SqlSource:
         column = self._key_column(entity, ec, key_field)
         wanted = sorted({k for k in keys if k is not None})
         if self._keys_are_int(entity, ec, column):
-            values: list[Any] = [int(k) for k in wanted if k.lstrip("-").isdigit()]
+            values: list[Any] = [n for n in map(int_key, wanted) if n is not None]
             target = self._q(column)
         else:
             values = wanted
@@ -199,7 +209,12 @@ class SqlSource:
             assignments.append(f"{self._q(column)} = :p{i}")
             params[f"p{i}"] = str(value) if sqlite and isinstance(value, Decimal) else value
         column = ec.key or erp_key_field
-        params["key"] = int(key) if self._keys_are_int(entity, ec, column) else key
+        if self._keys_are_int(entity, ec, column):
+            if int_key(key) is None:
+                return 0  # no integer key is spelled this way: no row to update
+            params["key"] = int_key(key)
+        else:
+            params["key"] = key
         table = self._q(ec.table or entity)
         sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {self._q(column)} = :key"
         try:

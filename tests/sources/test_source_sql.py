@@ -133,3 +133,13 @@ def test_config_union_and_validation() -> None:
     ):
         with pytest.raises(ValidationError):
             adapter.validate_python(bad)
+
+
+@pytest.mark.parametrize("key", ["²", "¹²", "٣", "３", "03", "+3", " 3", "3 ", "-", ""])
+def test_only_ascii_integer_keys_name_a_row_of_an_integer_column(db: str, key: str) -> None:
+    """``"²".isdigit()`` is True (int() then raised) and Arabic-Indic "٣" read row 3."""
+    src = source(db, employees={"table": "funcionarios", "key": "matricula", "writable": True})
+    assert list(src.read_keys("employees", [key])) == []
+    assert [r["matricula"] for r in src.read_keys("employees", [key, "2"])] == ["2"]
+    assert src.write_back("employees", "matricula", key, {"email": "x@acme.com"}) == 0
+    assert next(src.read_keys("employees", ["3"]))["email"] == "p3@acme.com"
