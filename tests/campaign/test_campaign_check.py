@@ -99,4 +99,5 @@ def test_kasa_config_knob_shuffles_batch_ids_at_run_time() -> None:
     assert sorted(titles) == sorted(in_order) and titles != in_order
     assert c.patch("/_admin/config", json={"batch_order": "sideways"}).status_code == 422
     assert c.patch("/_admin/config", json={"jwt_secret": "x"}).status_code == 422
+    assert c.patch("/_admin/config", json={"no_such_knob": 1}).status_code == 422
     assert "jwt_secret" not in c.patch("/_admin/config", json={}).json()["data"]

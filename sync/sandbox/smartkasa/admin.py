@@ -164,8 +164,10 @@ def router(sb: Sandbox) -> APIRouter:
         sandboxes; tenants and secrets are not changeable here. Routes read the same config object."""
         data = await body(request)
         fixed = {"tenants", "jwt_secret", "admin_loopback_only"} & set(data)
-        if fixed:
-            raise ApiError(422, {"message": f"not changeable at run time: {', '.join(sorted(fixed))}"})
+        unknown = set(data) - set(type(sb.config).model_fields)
+        if fixed or unknown:
+            names = ", ".join(sorted(fixed | unknown))
+            raise ApiError(422, {"message": f"unknown or not changeable at run time: {names}"})
         try:
             merged = type(sb.config).model_validate(sb.config.model_dump() | data)
         except ValueError as exc:
