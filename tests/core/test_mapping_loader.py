@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,64 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(MappingFileError) as exc:
         load_mappings([tmp_path / "missing.yaml"])
     assert "missing.yaml:0: (file): cannot read" in exc.value.problems[0]
+
+
+# --- hostile YAML and patterns: a problem listed, never a crash or a stall ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("platform: !!float abc\nentities: {}\n", "m.yaml:1: platform: cannot read the value tagged"),
+        ("platform: !!timestamp 2020-99-99\n", "m.yaml:1: platform: cannot read the value tagged"),
+        ("platform: !!python/object:os.system x\n", "m.yaml:1: platform: cannot read the value tagged"),
+        (
+            HEAD + "    fields:\n      ? !!int nope\n      : nome\n",
+            "m.yaml:8: entities.sectors.fields: cannot read",
+        ),
+        ("a: &x [1, *x]\n", "m.yaml:1: (yaml): nested too deeply, or an alias (*name) refers to itself"),
+    ],
+)
+def test_yaml_tags_and_recursive_aliases_are_problems(text: str, expected: str) -> None:
+    problems = _problems(text)
+    assert problems[0].startswith(expected), problems
+
+
+def test_alias_expansion_is_capped() -> None:
+    """Seven levels of ten aliases each expand to 10**8 values: refused at once, not after 17 s."""
+    lines = ["  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    text = "platform: smartepi\nentities: {}\nlookups:\n" + "\n".join(lines) + "\n"
+    started = time.perf_counter()
+    problems = _problems(text)
+    assert time.perf_counter() - started < 5
+    assert problems == [
+        "m.yaml:1: (yaml): the file expands to more than 100000 values; aliases (*name) repeat what "
+        "an anchor (&name) holds: write the values out or use fewer aliases"
+    ]
+    entity = HEAD.split("entities:\n")[1]
+    shared = "platform: smartepi\nlookups:\n  a: &t {x: 1}\n  b: *t\nentities:\n" + entity
+    assert load_mapping_texts({"m.yaml": shared + "    fields: {name: nome}\n"})  # modest aliases still load
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(a+)+$", r"(a*)*", r"^(\d+\.?)+$", r"(a|ab)+$", r"(x|)+", r"(.*a){10}", r"(\w+\s?)+$"]
+)
+def test_patterns_that_backtrack_exponentially_are_refused(pattern: str) -> None:
+    text = HEAD + f"    fields:\n      name: {{from: nome, pattern: '{pattern}'}}\n"
+    problems = _problems(text)
+    assert len(problems) == 1 and problems[0].startswith("m.yaml:8: entities.sectors.fields.name.pattern: ")
+    assert "exponential time" in problems[0] and "possessive" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"\d{3}\.\d{3}\.\d{3}-\d{2}", r"[a-z]+(?:-[a-z]+)*", r"(\d|-)+", r"(foo|bar)+", r"(?>a+)+", r"(a++)+"],
+)
+def test_safe_patterns_load_and_apply(pattern: str) -> None:
+    text = HEAD + f"    fields:\n      name: {{from: nome, pattern: '{pattern}'}}\n"
+    em = load_mapping_texts({"m.yaml": text}).entity("smartepi", "sectors")
+    started = time.perf_counter()
+    result = em.map_rows([{"codigo": "1", "nome": "a" * 40 + "!"}])
+    assert time.perf_counter() - started < 1
+    assert len(result.quarantine) == 1  # no pattern above matches that value

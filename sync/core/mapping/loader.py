@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from sync.core.mapping.compiled import EntityMapping
 from sync.core.mapping.mapset import MappingSet, dependency_levels
+from sync.core.mapping.patterns import pattern_problem
 from sync.core.mapping.spec import (
     DEFAULT_NATURAL_KEYS,
     FIELD_TYPES,
@@ -44,8 +45,22 @@ class MappingFileError(MappingError):
         super().__init__(f"invalid mapping ({count}):\n" + "\n".join(problems))
 
 
+# Values a mapping file may expand to (a large real file has a few thousand): aliases of
+# aliases (`&a [*b, *b, …]`) double at every level, 7 levels took 17 s before this cap.
+MAX_NODES = 100_000
+_BAD = object()  # a scalar that could not be built (already reported)
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class _Doc:
-    """One parsed file: plain data plus the line of every path in it."""
+    """One parsed file: plain data plus the line of every path in it.
+
+    Hostile input is a problem, never a crash: tags that cannot build a value, alias
+    expansion beyond ``MAX_NODES``, nesting deeper than the interpreter's stack.
+    """
 
     def __init__(self, name: str, text: str) -> None:
         self.name = name
@@ -62,17 +77,48 @@ class _Doc:
             problem = getattr(exc, "problem", None) or str(exc)
             self._add(line, f"{name}:{line}: (yaml): {problem}")
             return
+        except RecursionError:
+            self._add(1, f"{name}:1: (yaml): nested too deeply")
+            return
         if node is None:
             self._add(1, f"{name}:1: (file): the file is empty")
             return
-        self.data = self._convert(node, ())
+        self._nodes = 0
+        try:
+            self.data = self._convert(node, ())
+        except _TooLarge:
+            self.data = None
+            self._add(
+                1,
+                f"{name}:1: (yaml): the file expands to more than {MAX_NODES} values; aliases (*name) "
+                "repeat what an anchor (&name) holds: write the values out or use fewer aliases",
+            )
+        except RecursionError:
+            self.data = None
+            self._add(1, f"{name}:1: (yaml): nested too deeply, or an alias (*name) refers to itself")
+
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        """The value of a scalar node; a tag that cannot build a value is a problem, not a crash."""
+        try:
+            return self._ctor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, ArithmeticError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.lines.setdefault(loc, node.start_mark.line + 1)
+            self.problem(loc, f"cannot read the value tagged {node.tag}: {problem}")
+            return _BAD
 
     def _convert(self, node: yaml.Node, loc: Loc) -> Any:
+        # Aliases share nodes, so nested aliases expand exponentially: count what is built.
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _TooLarge
         self.lines[loc] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._ctor.construct_object(key_node, deep=True)
+                key = self._scalar(key_node, loc)
+                if key is _BAD:
+                    continue
                 if isinstance(key, list | dict):
                     self.problem(loc, "keys must be scalars")
                     continue
@@ -85,7 +131,7 @@ class _Doc:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return self._ctor.construct_object(node, deep=True)
+        return self._scalar(node, loc)
 
     def line(self, loc: Loc) -> int:
         for end in range(len(loc), -1, -1):
@@ -262,6 +308,18 @@ def _typed_constants(
     return spec.model_copy(update={"fields": fields, "children": children})
 
 
+def _check_patterns(doc: _Doc, name: str, spec: EntitySpec) -> None:
+    """Refuse ``pattern:`` rules that can backtrack exponentially (``patterns`` says why)."""
+    base: Loc = ("entities", name)
+    located = [((*base, "fields", f), fs) for f, fs in spec.fields.items()]
+    for cname, cspec in spec.children.items():
+        located += [((*base, "children", cname, "fields", f), fs) for f, fs in cspec.fields.items()]
+    for loc, fspec in located:
+        problem = pattern_problem(fspec.pattern) if fspec.pattern else None
+        if problem:
+            doc.problem((*loc, "pattern"), f"pattern {fspec.pattern!r} refused: {problem}")
+
+
 def _parse(doc: _Doc) -> tuple[MappingFileSpec, dict[str, EntitySpec]] | None:
     """Validate the file head and each entity on its own, so one bad entity hides nothing."""
     data = doc.data
@@ -324,6 +382,7 @@ def load_mapping_texts(
                 doc.problem(("entities", name), f"{head.platform} {name} is already mapped in {other.name}")
                 continue
             _check_entity(doc, head.platform, name, entity, tables[head.platform])
+            _check_patterns(doc, name, entity)
             entity = _typed_constants(doc, head.platform, name, entity, tables[head.platform])
             owners[(head.platform, name)] = (doc, entity)
 
