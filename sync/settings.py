@@ -9,7 +9,8 @@ Why this shape:
   any log line, report or exception text where it might still leak.
 - A bad file fails at start with ``ConfigError`` listing each problem as
   ``key.path: what is wrong``; nothing starts with a half-valid config.
-- Base URLs must be https, except loopback (the sandboxes, tests).
+- Base URLs must be https, except loopback (the sandboxes, tests), and plain: no
+  user:password, query string, link-local or cloud metadata address (``check_base_url``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -42,14 +44,56 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+# Cloud metadata services answer on these names and addresses (plus all of 169.254.0.0/16 and
+# fe80::/10): a base URL pointing there would hand erpsync's API keys, or the instance's own
+# credentials through an error body, to the wrong party.
+_METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata",
+        "metadata.azure.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+_METADATA_IPS = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")})
+
+
 def check_base_url(url: str) -> str:
-    """https only, except loopback hosts (sandboxes and tests run there)."""
+    """https only (plain http only for loopback hosts: sandboxes and tests), and only a plain
+    base: no user:password (it would be sent to every request and logged with the URL), no
+    query string or fragment (paths are appended to the base, so they would be misplaced),
+    no link-local or cloud metadata address. A DNS name that resolves to one is not caught
+    here (that needs a lookup at start); the names metadata services use are."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError("not an http(s) URL (expected e.g. https://api.example.com/v1)")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not contain user:password@ (put credentials in api_key/password, written as ${ENV_VAR})"
+        )
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise ValueError("must not contain a query string or fragment (?… or #…): give the base URL only")
+    host = parts.hostname.rstrip(".").lower()
+    if host in _METADATA_HOSTS or _link_local(host):
+        raise ValueError(f"{host} is a link-local or cloud metadata address, not a platform API")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ValueError("must be https (plain http is allowed only for loopback hosts)")
     return url.rstrip("/")
+
+
+def _link_local(host: str) -> bool:
+    """169.254.0.0/16, fe80::/10 or a metadata address, in any spelling a resolver accepts."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # inet_aton forms: 2852039166, 0xa9fea9fe, 169.254.43518
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip in _METADATA_IPS
 
 
 def _is_loopback(host: str) -> bool:

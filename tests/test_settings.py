@@ -112,3 +112,47 @@ def test_loaded_secrets_are_scrubbed_from_logs(
     with caplog.at_level(logging.INFO):
         logger.info("calling with key %s", "sk_live_leakcheck")
     assert "sk_live_leakcheck" not in caplog.text and "***" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("https://user:hunter22@api.smartepi.example/v1", "must not contain user:password@"),
+        ("https://api.smartepi.example/v1?api_key=x", "must not contain a query string"),
+        ("https://api.smartepi.example/v1#frag", "must not contain a query string"),
+        ("https://api.smartepi.example/v1?", "must not contain a query string"),
+        ("https://169.254.169.254/latest", "169.254.169.254 is a link-local or cloud metadata address"),
+        ("https://169.254.10.1/v1", "link-local or cloud metadata"),
+        ("https://2852039166/v1", "link-local or cloud metadata"),  # 169.254.169.254 as one number
+        ("https://[fe80::1]/v1", "link-local or cloud metadata"),
+        ("https://[::ffff:169.254.169.254]/v1", "link-local or cloud metadata"),
+        ("https://[fd00:ec2::254]/v1", "link-local or cloud metadata"),
+        ("http://metadata.google.internal/computeMetadata/v1", "metadata.google.internal is a link-local"),
+        ("https://Metadata.Google.Internal./v1", "link-local or cloud metadata"),
+    ],
+)
+def test_unsafe_base_urls_are_refused_by_config_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, expected: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from sync.cli import app
+
+    monkeypatch.setenv("EPI_KEY", "sk_live_supersecret")
+    path = write(tmp_path, GOOD.replace("https://api.smartepi.example/v1", base_url))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    (line,) = [x for x in str(info.value).splitlines() if "tenants.acme.smartepi.base_url: " in x]
+    assert expected in line
+    assert "hunter22" not in str(info.value)
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert "hunter22" not in result.output
+
+
+def test_plain_base_urls_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPI_KEY", "sk_live_supersecret")
+    for url in ("https://api.smartepi.example:8443/v1/", "https://10.0.0.5/v1", "https://[2001:db8::1]/api"):
+        settings = load_settings(write(tmp_path, GOOD.replace("https://api.smartepi.example/v1", url)))
+        epi = settings.tenants["acme"].smartepi
+        assert epi is not None and epi.base_url == url.rstrip("/")
