@@ -28,7 +28,7 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from sync.errors import ConfigError
-from sync.settings import Settings, TenantSettings
+from sync.settings import Settings, TenantSettings, soft_time_limit
 
 QUEUES = ("events", "reconcile", "inbound")
 
@@ -43,11 +43,6 @@ TASK_ROUTES = {
     "erpsync.relay_inbox": {"queue": "inbound"},
     "erpsync.pull_inbound": {"queue": "inbound"},
 }
-
-
-def soft_time_limit(hard: int) -> int:
-    """Leave the task time to release its lease and record its run before the hard kill."""
-    return max(1, hard - max(5, min(60, hard // 10)))
 
 
 def restore_interval(visibility_timeout: int) -> int:

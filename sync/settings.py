@@ -196,6 +196,11 @@ class TenantSettings(_Strict):
         return self
 
 
+def soft_time_limit(hard: int) -> int:
+    """Leave the task time to release its lease and record its run before the hard kill."""
+    return max(1, hard - max(5, min(60, hard // 10)))
+
+
 class CelerySettings(_Strict):
     broker_url: str | None = None  # default: Settings.redis_url
     result_backend: str | None = None
@@ -253,6 +258,26 @@ class Settings(BaseSettings):
             if not _TENANT_ID.match(key):
                 raise ValueError(f"tenant id {key!r} must be lowercase letters, digits, '-' or '_'")
         return v
+
+    @model_validator(mode="after")
+    def _slot_leases_fit_the_task(self) -> Settings:
+        """A rate-limit slot's lease (request timeout + margin) must end before the task's soft
+        time limit: a slot leaked by a killed worker must not outlast the task it served."""
+        from sync.clients.governor import SLOT_MARGIN, slot_lease
+
+        soft = soft_time_limit(self.celery.task_time_limit)
+        for tid, tenant in self.tenants.items():
+            for name in ("smartepi", "smartkasa"):
+                platform = getattr(tenant, name)
+                if platform is not None and slot_lease(platform.timeout_seconds) > soft:
+                    raise ValueError(
+                        f"tenants.{tid}.{name}.timeout_seconds ({platform.timeout_seconds:g} s, so a "
+                        f"rate-limit slot lease of {slot_lease(platform.timeout_seconds):g} s) is longer "
+                        f"than the task soft time limit ({soft} s for celery.task_time_limit="
+                        f"{self.celery.task_time_limit}); lower timeout_seconds to at most "
+                        f"{max(soft - SLOT_MARGIN, 0):g} or raise celery.task_time_limit"
+                    )
+        return self
 
     @classmethod
     def settings_customise_sources(

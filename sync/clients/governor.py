@@ -14,14 +14,21 @@ Two implementations of the ``Governor`` protocol:
 - ``RedisGovernor``: every process of a deployment shares one budget. Acquisition is
   one Lua script (atomic): it honours the penalty, drops expired slot leases, checks the
   in-flight cap and takes a token, all or nothing. In-flight slots are members of a
-  sorted set scored by their lease expiry, so a process that dies mid-request leaks its
-  slot for at most ``lease`` seconds. Time comes from the Redis server (``TIME``), so
-  process clocks need not agree.
+  sorted set scored by their lease expiry, so a process that dies mid-request (kill -9)
+  leaks its slot for at most ``lease`` seconds. Time comes from the Redis server
+  (``TIME``), so process clocks need not agree.
 
-Assumptions: a slot lease (default 90 s) outlives one HTTP attempt (timeouts are 30 s
-per phase); waiting for a slot another *process* holds is polled every 5–20 ms,
-waiting for a token or a penalty sleeps exactly as long as needed. A penalty also
-empties the bucket to one token, so the account restarts gently instead of bursting.
+Slot leases (issue #14 item 3: a 90 s lease let a dead worker's slots stall everyone for
+90 s): the lease is the request timeout plus a small margin (``slot_lease``), so a dead
+process's slots free themselves about when its requests would have timed out. An attempt
+can outlive its timeout (httpx's timeouts are per phase, a slow body resets the read
+timer), so a slot still held after half its lease is renewed by a timer on the holder's
+loop (``ZADD XX``); a live holder keeps its slot, a dead one stops renewing. Most requests
+end long before the timer fires, so it costs nothing on the fast path.
+
+Waiting for a slot another *process* holds is polled every 5–20 ms, waiting for a token
+or a penalty sleeps exactly as long as needed. A penalty also empties the bucket to one
+token, so the account restarts gently instead of bursting.
 """
 
 from __future__ import annotations
@@ -37,6 +44,20 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+SLOT_MARGIN = 5.0  # seconds a slot lease outlives the request timeout (at most)
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+def slot_lease(request_timeout: float) -> float:
+    """A slot's lease for requests of ``request_timeout`` seconds (renewed while held):
+    the timeout plus ``SLOT_MARGIN``, or plus half the timeout when that is smaller."""
+    return request_timeout + min(SLOT_MARGIN, request_timeout / 2)
+
+
+def max_request_timeout(lease_limit: float) -> float:
+    """The longest request timeout whose ``slot_lease`` is at most ``lease_limit``."""
+    return max(lease_limit - SLOT_MARGIN, lease_limit / 1.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +217,15 @@ redis.call('EXPIRE', KEYS[2], math.ceil(lease) + 60)
 return {1, '0'}
 """
 
+# KEYS: slots. ARGV: lease seconds, slot id. Renew a slot still held (never re-add a dropped one).
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%.6f', now + tonumber(ARGV[1])), ARGV[2])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])) + 60)
+return n
+"""
+
 _PENALIZE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -226,8 +256,10 @@ class RedisGovernor:
         key: str,
         limits: RateLimits,
         *,
-        lease: float = 90.0,
+        lease: float = slot_lease(DEFAULT_REQUEST_TIMEOUT),
     ) -> None:
+        if lease <= 0:
+            raise ValueError("lease must be positive")
         self.key = key
         self.limits = limits
         self.lease = lease
@@ -243,7 +275,7 @@ class RedisGovernor:
             self._factory = factory
         else:
             self._factory = redis
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any, Any]] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any, Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
         self._local = _SlotGate(limits.concurrency)  # a process never holds more than the cap
@@ -252,17 +284,34 @@ class RedisGovernor:
     def __repr__(self) -> str:
         return f"RedisGovernor(key={self.key!r}, limits={self.limits!r})"
 
-    def _conn(self) -> tuple[Any, Any, Any]:
+    def _conn(self) -> tuple[Any, Any, Any, Any]:
         loop = asyncio.get_running_loop()
         found = self._clients.get(loop)
         if found is None:
             client = self._factory()
-            found = (client, client.register_script(_ACQUIRE), client.register_script(_PENALIZE))
+            found = (
+                client,
+                client.register_script(_ACQUIRE),
+                client.register_script(_PENALIZE),
+                client.register_script(_RENEW),
+            )
             self._clients[loop] = found
         return found
 
+    def _keep_alive(self, slot_id: str, holder: dict[str, Any]) -> None:
+        """Timer callback: renew a slot held past half its lease, then re-arm the timer."""
+        loop = asyncio.get_running_loop()
+        _, _, _, renew = self._conn()
+
+        async def beat() -> None:
+            with contextlib.suppress(Exception):  # a Redis blip: the next beat (or the lease) settles it
+                await renew(keys=[self._keys[1]], args=[self.lease, slot_id])
+
+        holder["task"] = loop.create_task(beat())
+        holder["timer"] = loop.call_later(self.lease / 2, self._keep_alive, slot_id, holder)
+
     async def _acquire_remote(self, slot_id: str) -> None:
-        _, acquire, _ = self._conn()
+        _, acquire, _, _ = self._conn()
         lim = self.limits
         while True:
             ok, wait = await acquire(
@@ -279,21 +328,26 @@ class RedisGovernor:
         try:
             slot_id = uuid.uuid4().hex
             await self._acquire_remote(slot_id)
+            holder: dict[str, Any] = {}
+            holder["timer"] = asyncio.get_running_loop().call_later(
+                self.lease / 2, self._keep_alive, slot_id, holder
+            )
             try:
                 yield
             finally:
-                client, _, _ = self._conn()
+                holder["timer"].cancel()
+                client, _, _, _ = self._conn()
                 # Shielded: a cancelled request must still free its slot promptly.
                 await asyncio.shield(client.zrem(self._keys[1], slot_id))
         finally:
             self._local.release()
 
     async def penalize(self, seconds: float) -> None:
-        _, _, penalize = self._conn()
+        _, _, penalize, _ = self._conn()
         await penalize(keys=[self._keys[2], self._keys[0]], args=[max(seconds, 0.0)])
 
     async def in_flight(self) -> int:
-        client, _, _ = self._conn()
+        client, _, _, _ = self._conn()
         now = (await client.time())[0]
         return int(await client.zcount(self._keys[1], now, "+inf"))
 
@@ -306,9 +360,15 @@ class RedisGovernor:
 
 
 def make_governor(
-    limits: RateLimits, *, key: str, redis_url: str | None = None
+    limits: RateLimits,
+    *,
+    key: str,
+    redis_url: str | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> InProcessGovernor | RedisGovernor:
-    """The deployment's governor: Redis-backed when a URL is configured, else in-process."""
+    """The deployment's governor: Redis-backed when a URL is configured, else in-process.
+
+    ``request_timeout`` is the client's timeout: slot leases are tied to it (``slot_lease``)."""
     if redis_url:
-        return RedisGovernor(redis_url, key, limits)
+        return RedisGovernor(redis_url, key, limits, lease=slot_lease(request_timeout))
     return InProcessGovernor(limits)

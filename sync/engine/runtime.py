@@ -122,6 +122,7 @@ class TenantRuntime:
                 RateLimits(epi.rate.requests_per_second, epi.rate.burst, epi.rate.concurrency),
                 key=f"{gov_prefix}:smartepi:{self.tenant_id}",
                 redis_url=redis_url,
+                request_timeout=epi.timeout_seconds,
             )
             out["smartepi"] = SmartEPIClient(
                 epi.base_url,
@@ -141,6 +142,7 @@ class TenantRuntime:
                 RateLimits(kasa.rate.requests_per_second, kasa.rate.burst, kasa.rate.concurrency),
                 key=f"{gov_prefix}:smartkasa:{self.tenant_id}",
                 redis_url=redis_url,
+                request_timeout=kasa.timeout_seconds,
             )
             client_settings = ClientSettings(
                 base_url=kasa.base_url,
