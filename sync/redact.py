@@ -107,6 +107,20 @@ def scrub(text: str) -> str:
     return pattern.sub(MASK, text)
 
 
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def mask_value_in(message: str, value: Any) -> str:
+    """``message`` without a sensitive ``value``: its text and every quoted part are masked.
+
+    Rule messages quote what they could not read (``not a number: '123.456.789-09'``), in
+    the raw or a normalized form, so both the value and any quoted literal go."""
+    for text in sorted({str(value), repr(value)} if value is not None else (), key=len, reverse=True):
+        if len(text) >= 2:
+            message = message.replace(text, MASK)
+    return _QUOTED.sub(MASK, message)
+
+
 def redact(value: Any) -> Any:
     """Deep copy of JSON-like data with secret-named keys masked and secret values scrubbed."""
     if isinstance(value, Mapping):

@@ -45,7 +45,8 @@ def plan_command(
     if html:
         html.write_text(render_plan_html(plan), encoding="utf-8")
     if as_json:
-        # The report form: sensitive values masked (the saved --out file keeps them: apply sends them).
+        # The report form: sensitive values masked (the saved --out file leaves them out too; apply
+        # takes them from the fresh plan it computes to check the saved one).
         typer.echo(render_plan_json(plan))
     else:
         render_plan_terminal(plan, console, detail=detail)

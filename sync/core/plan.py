@@ -4,6 +4,11 @@ A plan is both the dry-run report and the exact input of ``apply``. Values stay 
 ERP-key space (references hold ERP keys); the executor resolves them through the
 bindings when it sends. ``fingerprints`` identify the inputs the plan was computed from,
 so ``apply`` can refuse a stale plan and say which input moved (``Plan.stale_inputs``).
+
+A saved plan holds no value of a field marked ``sensitive``: the file form writes
+``{"$masked": true}`` in its place (payload, agreed values, field changes, natural key).
+Apply of a saved plan recomputes the plan anyway to check it is fresh; that fresh plan,
+made from the same inputs, supplies the masked values (``Plan.unmasked``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,24 @@ from sync.core.records import ConflictPolicy, Platform, QuarantineEntry
 from sync.errors import PlanError, StalePlan
 
 PLAN_VERSION = 1
+
+
+class _Masked:
+    """A sensitive value left out of a saved plan (see the module docstring)."""
+
+    _instance: _Masked | None = None
+
+    def __new__(cls) -> _Masked:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MASKED"
+
+
+MASKED = _Masked()
+_MASKED_TAG = "$masked"
 
 ActionKind = Literal["create", "adopt", "update", "pull", "conflict", "deactivate", "delete", "skip"]
 ChangeKind = Literal["push", "pull", "drift", "conflict"]
@@ -148,8 +171,32 @@ class Plan:
             "fingerprints": dict(sorted(self.fingerprints.items())),
             "sensitive": {k: sorted(v) for k, v in sorted(self.sensitive.items())},
             "quarantine": [_quarantine_to_dict(q) for q in self.quarantine],
-            "actions": [_action_to_dict(a) for a in self.actions],
+            "actions": [
+                _action_to_dict(a, self.sensitive_fields(a.platform, a.entity)) for a in self.actions
+            ],
         }
+
+    def has_masked(self) -> bool:
+        """True for a plan read from a file whose sensitive values were left out."""
+        return any(_masked_fields(a) for a in self.actions)
+
+    def unmasked(self, fresh: Plan) -> Plan:
+        """This plan with its masked sensitive values taken from ``fresh``, the plan computed
+        from the same inputs (call after ``check_fresh``); raises ``StalePlan`` if one is missing."""
+        if not self.has_masked():
+            return self
+        index = {(a.kind, a.platform, a.entity, a.erp_key): a for a in fresh.actions}
+        for action in self.actions:
+            if not _masked_fields(action):
+                continue
+            source = index.get((action.kind, action.platform, action.entity, action.erp_key))
+            if source is None or not _fill_masked(action, source):
+                raise StalePlan(
+                    f"plan {self.hash[:12]} no longer matches the data: {action.kind} of {action.entity} "
+                    f"{action.erp_key!r} is not planned now",
+                    hint="make a new plan (`erpsync plan --out FILE`)",
+                )
+        return self
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, sort_keys=indent is not None)
@@ -205,6 +252,8 @@ def encode_value(value: Any) -> Any:
 
     A data dict with a ``$``-key is wrapped as ``{"$dict": …}`` so it is never read as a tag.
     """
+    if value is MASKED:
+        return {_MASKED_TAG: True}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, dt.datetime):
@@ -231,25 +280,38 @@ def decode_value(value: Any) -> Any:
                 return dt.date.fromisoformat(raw)
             if tag == "$dict":
                 return {k: decode_value(v) for k, v in raw.items()}
+            if tag == _MASKED_TAG:
+                return MASKED
         return {k: decode_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_value(v) for v in value]
     return value
 
 
-def _change_to_dict(c: FieldChange) -> dict[str, Any]:
+def _hide(value: Any, secret: bool) -> Any:
+    return MASKED if secret and value is not None else value
+
+
+def _change_to_dict(c: FieldChange, secret: bool = False) -> dict[str, Any]:
     return {
         "field": c.field,
-        "base": encode_value(c.base),
-        "erp": encode_value(c.erp),
-        "remote": encode_value(c.remote),
-        "new": encode_value(c.new),
+        "base": encode_value(_hide(c.base, secret)),
+        "erp": encode_value(_hide(c.erp, secret)),
+        "remote": encode_value(_hide(c.remote, secret)),
+        "new": encode_value(_hide(c.new, secret)),
         "kind": c.kind,
         "resolution": c.resolution,
     }
 
 
-def _action_to_dict(a: Action) -> dict[str, Any]:
+def _hide_fields(fields: dict[str, Any], secret: frozenset[str]) -> dict[str, Any]:
+    if not secret or not secret & fields.keys():
+        return fields
+    return {k: _hide(v, k in secret) for k, v in fields.items()}
+
+
+def _action_to_dict(a: Action, secret: frozenset[str] = frozenset()) -> dict[str, Any]:
+    nk = a.natural_key
     return {
         "kind": a.kind,
         "platform": a.platform,
@@ -257,16 +319,49 @@ def _action_to_dict(a: Action) -> dict[str, Any]:
         "erp_key": a.erp_key,
         "remote_id": a.remote_id,
         "level": a.level,
-        "changes": [_change_to_dict(c) for c in a.changes],
-        "payload": encode_value(a.payload),
+        "changes": [_change_to_dict(c, c.field in secret) for c in a.changes],
+        "payload": encode_value(_hide_fields(a.payload, secret)),
         "children": encode_value(a.children),
         "reason": a.reason,
-        "natural_key": list(a.natural_key) if a.natural_key else None,
+        "natural_key": [nk[0], encode_value(_hide(nk[1], nk[0] in secret))] if nk else None,
         "base_version": a.base_version,
-        "agreed": encode_value(a.agreed),
+        "agreed": encode_value(_hide_fields(a.agreed, secret)),
         "agreed_children": encode_value(a.agreed_children),
         "local_only": a.local_only,
     }
+
+
+def _masked_fields(a: Action) -> bool:
+    return (
+        any(v is MASKED for v in a.payload.values())
+        or any(v is MASKED for v in a.agreed.values())
+        or any(MASKED in (c.base, c.erp, c.remote, c.new) for c in a.changes)
+        or (a.natural_key is not None and a.natural_key[1] is MASKED)
+    )
+
+
+def _fill_masked(action: Action, source: Action) -> bool:
+    """Copy the values ``action`` had masked from ``source``; False when one is not there."""
+    for mine, theirs in ((action.payload, source.payload), (action.agreed, source.agreed)):
+        for k, v in mine.items():
+            if v is MASKED:
+                if k not in theirs:
+                    return False
+                mine[k] = theirs[k]
+    changes = {c.field: c for c in source.changes}
+    for c in action.changes:
+        if MASKED in (c.base, c.erp, c.remote, c.new):
+            other = changes.get(c.field)
+            if other is None:
+                return False
+            for side in ("base", "erp", "remote", "new"):
+                if getattr(c, side) is MASKED:
+                    setattr(c, side, getattr(other, side))
+    if action.natural_key is not None and action.natural_key[1] is MASKED:
+        if source.natural_key is None or source.natural_key[0] != action.natural_key[0]:
+            return False
+        action.natural_key = source.natural_key
+    return not _masked_fields(action)
 
 
 def _action_from_dict(d: dict[str, Any]) -> Action:
@@ -295,7 +390,7 @@ def _action_from_dict(d: dict[str, Any]) -> Action:
         payload=decode_value(d.get("payload", {})),
         children=decode_value(d.get("children", {})),
         reason=d.get("reason", ""),
-        natural_key=(nk[0], nk[1]) if nk else None,
+        natural_key=(nk[0], decode_value(nk[1])) if nk else None,
         base_version=d.get("base_version"),
         agreed=decode_value(d.get("agreed", {})),
         agreed_children=decode_value(d.get("agreed_children", {})),

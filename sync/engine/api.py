@@ -403,7 +403,7 @@ class Engine:
                 fresh = self._make_plan(rt, col, the_mode, force)
                 if plan is not None:
                     plan.check_fresh(fresh.fingerprints)
-                todo = plan if plan is not None else fresh
+                todo = plan.unmasked(fresh) if plan is not None else fresh  # sensitive values
                 if on_plan:
                     on_plan(todo)
                 ctx = ApplyContext(

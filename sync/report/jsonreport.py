@@ -1,7 +1,8 @@
 """JSON report of a plan: the plan file's structure with sensitive values masked.
 
-The saved plan (``Plan.to_json``) must keep real values, since apply sends them; the
-report form is for sharing and review.
+The saved plan (``Plan.to_json``) already leaves sensitive values out (``{"$masked": true}``,
+filled again at apply); the report also masks secret-looking field names, scrubs registered
+secrets from text, shows masked values as ``***`` and adds the plan hash.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ def _mask(fields: Any, secret: frozenset[str]) -> Any:
     }
 
 
+def _plain_masks(value: Any) -> Any:
+    """The plan file's ``{"$masked": true}`` shown as ``***``."""
+    if isinstance(value, dict):
+        if value == {"$masked": True}:
+            return MASK
+        return {k: _plain_masks(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_masks(v) for v in value]
+    return value
+
+
 def plan_report_dict(plan: Plan) -> dict[str, Any]:
     data = plan.to_dict()
     for action in data["actions"]:
@@ -32,7 +44,7 @@ def plan_report_dict(plan: Plan) -> dict[str, Any]:
                 for side in ("base", "erp", "remote", "new"):
                     if change[side] is not None:
                         change[side] = MASK
-    redacted: dict[str, Any] = redact(data)
+    redacted: dict[str, Any] = _plain_masks(redact(data))
     redacted["plan_hash"] = plan.hash
     return redacted
 

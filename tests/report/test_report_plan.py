@@ -125,8 +125,34 @@ def test_json_report_is_the_plan_with_secrets_masked() -> None:
     update = next(a for a in data["actions"] if a["erp_key"] == "E1")
     assert update["payload"]["identification"] == "***"
     assert update["payload"]["name"] == "Ana Maria"
-    # the saved plan itself keeps the real value: apply sends it
-    assert SECRET in plan.to_json()
+    assert "{'$masked'" not in json.dumps(data) and '"$masked"' not in json.dumps(data)
+
+
+def test_saved_plan_leaves_sensitive_values_out_and_apply_fills_them_in() -> None:
+    plan = _plan()
+    saved = plan.to_json(indent=2)
+    assert SECRET not in saved and "111" not in saved  # new, base and remote sides
+    loaded = Plan.from_json(saved)
+    assert loaded.hash == plan.hash and loaded.has_masked()
+    fresh = _plan()  # what apply recomputes from the same inputs
+    ready = loaded.unmasked(fresh)
+    e1 = next(a for a in ready.actions if a.erp_key == "E1")
+    assert e1.payload["identification"] == SECRET and e1.payload["name"] == "Ana Maria"
+    assert e1.agreed == next(a for a in fresh.actions if a.erp_key == "E1").agreed
+    assert [(a.payload, a.agreed, a.natural_key) for a in ready.actions] == [
+        (a.payload, a.agreed, a.natural_key) for a in fresh.actions
+    ]
+    assert not ready.has_masked()
+
+
+def test_a_masked_value_the_fresh_plan_lacks_makes_the_saved_plan_stale() -> None:
+    from sync.errors import StalePlan
+
+    loaded = Plan.from_json(_plan().to_json())
+    fresh = _plan()
+    fresh.actions = [a for a in fresh.actions if a.erp_key != "E1"]
+    with pytest.raises(StalePlan, match="make a new plan"):
+        loaded.unmasked(fresh)
 
 
 @pytest.mark.parametrize("mode", ["fast", "full"])

@@ -42,7 +42,7 @@ from sync.core.records import (
     QuarantineEntry,
     field_names,
 )
-from sync.redact import MASK
+from sync.redact import MASK, mask_value_in
 
 _VALUE_CHARS = 200  # quarantine values are cut to this length
 _SEP = "\x1f"  # between hashed column values
@@ -444,7 +444,7 @@ class EntityMapping:
             erp_key=entry_key(key),
             field=field_,
             rule=rule,
-            message=message,
+            message=mask_value_in(message, value) if sensitive else message,
             value=_show(value, sensitive),
             erp_hash=h,
         )
