@@ -1161,6 +1161,24 @@ class StateStore:
 
     # --- leases (one reconcile per tenant) -------------------------------------------
 
+    @contextlib.contextmanager
+    def _lease_tx(self) -> Iterator[Connection]:
+        """A short write transaction of its own for lease changes (never the pinned connection).
+
+        On SQLite it starts with ``BEGIN IMMEDIATE``: the write lock is taken before the
+        lease row is read, so two processes cannot both see it free (pysqlite would
+        otherwise run a read outside any transaction; ``SELECT … FOR UPDATE`` does
+        nothing there). PostgreSQL's row lock on the ``UPDATE`` does the same."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> int | None:
         """Take or renew the lease; returns the fencing token, or None when held by another.
 
@@ -1256,21 +1274,3 @@ def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
-    @contextlib.contextmanager
-    def _lease_tx(self) -> Iterator[Connection]:
-        """A short write transaction of its own for lease changes (never the pinned connection).
-
-        On SQLite it starts with ``BEGIN IMMEDIATE``: the write lock is taken before the
-        lease row is read, so two processes cannot both see it free (pysqlite would
-        otherwise run a read outside any transaction; ``SELECT … FOR UPDATE`` does
-        nothing there). PostgreSQL's row lock on the ``UPDATE`` does the same."""
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-
