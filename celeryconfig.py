@@ -18,7 +18,11 @@ tests/service/test_celeryconfig.py:
   (``global_keyprefix``), so several deployments or test sessions can share one Redis
   database; without one, Celery's keys are the stock ones (Flower works unconfigured).
 
-The beat schedule is built per tenant from ``tenants.<id>.schedule``.
+The beat schedule is built per tenant from ``tenants.<id>.schedule``, plus the inbox relay
+and ``maintenance`` (stale runs, retention; every ``celery.maintenance_seconds``).
+
+A task that kills its worker is redelivered by the invariants above; ``sync.tasks`` counts
+deliveries per task id and drops it after ``celery.max_deliveries`` (a failed run says why).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ TASK_ROUTES = {
     "erpsync.apply_inbound": {"queue": "inbound"},
     "erpsync.relay_inbox": {"queue": "inbound"},
     "erpsync.pull_inbound": {"queue": "inbound"},
+    "erpsync.maintenance": {"queue": "inbound"},
 }
 
 
@@ -69,6 +74,15 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "args": (),
             "kwargs": {},
             "options": {**TASK_ROUTES["erpsync.relay_inbox"], "expires": every},
+        }
+        # Runs of dead workers marked failed, history past its retention purged.
+        maintain = float(settings.celery.maintenance_seconds)
+        schedule["maintenance"] = {
+            "task": "erpsync.maintenance",
+            "schedule": maintain,
+            "args": (),
+            "kwargs": {},
+            "options": {**TASK_ROUTES["erpsync.maintenance"], "expires": maintain},
         }
     return schedule
 

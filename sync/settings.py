@@ -207,6 +207,10 @@ class CelerySettings(_Strict):
     task_time_limit: int = Field(1800, ge=10)
     visibility_timeout: int = Field(3600, ge=20)
     debounce_seconds: float = Field(2.0, ge=0)
+    # A task delivered more often than this (each delivery killed its worker: OOM, crash,
+    # kill -9) is dropped and its run recorded failed, instead of being redelivered forever.
+    max_deliveries: int = Field(3, ge=1, le=100)
+    maintenance_seconds: int = Field(600, ge=10)  # beat: stale runs, retention purge
 
     @model_validator(mode="after")
     def _visibility(self) -> CelerySettings:
@@ -214,6 +218,34 @@ class CelerySettings(_Strict):
             raise ValueError(
                 "visibility_timeout must be greater than task_time_limit, or a long task is redelivered "
                 "while it still runs"
+            )
+        return self
+
+
+class RetentionSettings(_Strict):
+    """How long the state store keeps history (the purge runs in beat: ``erpsync.maintenance``).
+
+    What exactly-once needs is never purged: bindings, bases, intents, cursors, and inbox rows
+    that are not applied yet (``pending``/``waiting``) or failed (``failed``/``dead``, for
+    ``retry-failed``). An applied inbox row is the dedupe record of its webhook event id, so it
+    is kept ``events_days`` (at least 7: longer than any sender's retry schedule, so a late
+    redelivery is still recognised); an inbound record marker dedupes the same record arriving
+    by webhook and by pull (overlap windows are minutes to hours), so markers live at least as
+    long as applied events.
+    """
+
+    events_days: int = Field(30, ge=7)  # applied (done) inbox rows, after they were applied
+    inbound_records_days: int = Field(180, ge=7)  # delivered-record markers
+    run_items_days: int = Field(90, ge=1)  # per-record lines of finished runs
+    keep_runs: int = Field(1000, ge=10)  # per tenant, the newest runs always kept
+    runs_days: int = Field(90, ge=1)  # older finished runs beyond keep_runs are deleted
+
+    @model_validator(mode="after")
+    def _markers_outlive_events(self) -> RetentionSettings:
+        if self.inbound_records_days < self.events_days:
+            raise ValueError(
+                "inbound_records_days must be >= events_days: a marker dedupes a record that an "
+                "event still on file may deliver again"
             )
         return self
 
@@ -240,6 +272,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
     celery: CelerySettings = Field(default_factory=CelerySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
 
     @field_validator("secrets_key")

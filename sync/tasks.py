@@ -15,13 +15,14 @@ first use, after the pool forked, so no connection is shared across processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import math
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,8 +33,8 @@ from sync import celery_app
 from sync.celery_app import app
 from sync.engine.locks import DEFAULT_LEASE_SECONDS, TenantLease
 from sync.engine.throttle import Admission, KeyThrottle, ReconcileLedger
-from sync.errors import ErpsyncError
-from sync.settings import Settings
+from sync.errors import ErpsyncError, utcnow
+from sync.settings import CelerySettings, Settings
 from sync.state.store import StateStore
 
 log = logging.getLogger("erpsync.tasks")
@@ -118,7 +119,7 @@ class Runtime:
         if "throttle" not in self._cache:
             c = self.settings.celery
             self._cache["throttle"] = KeyThrottle(
-                self.redis, namespace=self.namespace, window=c.debounce_seconds, ttl=c.visibility_timeout
+                self.redis, namespace=self.namespace, window=c.debounce_seconds, ttl=throttle_ttl(c)
             )
         return self._cache["throttle"]  # type: ignore[no-any-return]
 
@@ -127,6 +128,16 @@ class Runtime:
         if "ledger" not in self._cache:
             self._cache["ledger"] = ReconcileLedger(self.redis, namespace=self.namespace)
         return self._cache["ledger"]  # type: ignore[no-any-return]
+
+
+def throttle_ttl(c: CelerySettings) -> float:
+    """How long a throttle mark may absorb a key's events: as long as its sync task can live.
+
+    The hard time limit kills a sync task after ``task_time_limit``, so a mark of a task
+    that died (kill -9 mid-sync) lapses then, not after an hour: later events are admitted
+    and synced. (A mark that lapses while its task still waits in the queue costs one extra
+    sync, never a lost event.)"""
+    return float(c.task_time_limit) + max(5.0, c.debounce_seconds + 1.0)
 
 
 _lock = threading.Lock()
@@ -209,6 +220,87 @@ def busy_limit(time_limit: float, lease_seconds: float) -> int:
     return 8 + math.ceil((time_limit + 2 * lease_seconds) / slowest_poll)
 
 
+# --- deliveries of tasks that kill their worker ------------------------------------------
+
+
+STALE_RUN_KINDS = ("reconcile", "sync_keys")  # the engine runs these kinds in worker tasks
+
+
+def _deaths_key(rt: Runtime, task: Task) -> str:
+    return f"{rt.namespace}:deaths:{task.request.id}"
+
+
+@contextlib.contextmanager
+def survivable(task: Task, tenant: str, kind: str, mode: str = "full") -> Iterator[bool]:
+    """Yield False (the work must not run) when this task's worker died too often running it.
+
+    ``acks_late`` + ``task_reject_on_worker_lost`` redeliver a task whose worker died, which
+    is right for a lost machine and wrong for a task that itself kills the worker (out of
+    memory on one tenant's data, a crash in a C extension): that one would be redelivered
+    forever. So each start of the work increments a counter per task id (retries share the
+    id) that only a surviving process clears (any Python exit: success, error or retry); a
+    counter past ``celery.max_deliveries`` means that many deliveries in a row died. That
+    delivery is then acknowledged without running, its run recorded ``failed`` with a reason
+    an operator can act on, and an ERROR logged. Best effort: with Redis unreachable the
+    task runs (its broker is Redis too)."""
+    task_id = task.request.id
+    if not task_id:  # called directly (tests, CLI), not delivered by a broker
+        yield True
+        return
+    rt = runtime()
+    limit = rt.settings.celery.max_deliveries
+    key = _deaths_key(rt, task)
+    try:
+        pipe = rt.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, rt.settings.celery.visibility_timeout * (limit + 2))
+        count = int(pipe.execute()[0])
+    except Exception:
+        log.warning("could not count deliveries of task %s; running it", task_id, exc_info=True)
+        count = 0
+    try:
+        if count <= limit:
+            yield True
+        else:
+            _drop(rt, task_id, tenant, kind, mode, limit)
+            yield False
+    finally:
+        with contextlib.suppress(Exception):  # this process survived the work: not a death
+            rt.redis.delete(key)
+
+
+def _drop(rt: Runtime, task_id: str, tenant: str, kind: str, mode: str, limit: int) -> None:
+    reason = (
+        f"dropped after {limit} deliveries: the worker running this {kind} of tenant {tenant!r} "
+        f"died each time (killed for memory, crashed, or kill -9) before it finished. Look at the "
+        f"worker's log and the host's kernel log (OOM killer) for task {task_id}; the next "
+        f"scheduled reconcile tries again, or run `erpsync apply --tenant {tenant}` to see it fail"
+    )
+    log.error("task %s (%s of %s): %s", task_id, kind, tenant, reason)
+    try:
+        run_id = rt.store.start_run(tenant, kind, mode)
+        rt.store.finish_run(run_id, status="failed", counts={}, requests={}, error=reason)
+    except Exception:
+        log.exception("could not record the dropped %s of %s", kind, tenant)
+
+
+DROPPED = "dropped: its worker died on every delivery (see erpsync status)"
+
+
+def fail_stale_runs(rt: Runtime, tenant: str | None = None) -> int:
+    """Runs of worker tasks still ``running`` after the hard time limit: their worker died."""
+    c = rt.settings.celery
+    cutoff = utcnow() - dt.timedelta(seconds=c.task_time_limit + 60)
+    reason = (
+        "its worker stopped (killed, crashed or restarted) before the run finished; what it did "
+        "is kept, the next reconcile completes the rest"
+    )
+    n = rt.store.fail_stale_runs(cutoff, reason, kinds=STALE_RUN_KINDS, tenant=tenant)
+    if n:
+        log.warning("marked %d run(s) whose worker died as failed%s", n, f" for {tenant}" if tenant else "")
+    return n
+
+
 # --- intake ----------------------------------------------------------------------------
 
 
@@ -252,18 +344,22 @@ def sync_keys(self: Task, tenant: str, entity: str, keys: list[str]) -> dict[str
     rt = runtime()
     task_id = self.request.id or ""
     keys = [str(k) for k in keys]
-    rt.throttle.begin(tenant, entity, keys, task_id)
-    final = True
-    try:
-        return rt.engine.sync_keys(tenant, entity, keys).to_dict()
-    except Exception as exc:
-        if is_retryable(exc) and self.request.retries < MAX_RETRIES:
-            final = False  # the retry keeps the keys: events meanwhile fold into it or its follow-up
-            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
-        raise
-    finally:
-        if final:
-            _follow_up(rt, tenant, entity, keys, task_id)
+    with survivable(self, tenant, "sync_keys", "fast") as allowed:
+        if not allowed:
+            rt.throttle.release(tenant, entity, keys, task_id)  # later events for these keys are admitted
+            return {"tenant": tenant, "status": "failed", "reason": DROPPED}
+        rt.throttle.begin(tenant, entity, keys, task_id)
+        final = True
+        try:
+            return rt.engine.sync_keys(tenant, entity, keys).to_dict()
+        except Exception as exc:
+            if is_retryable(exc) and self.request.retries < MAX_RETRIES:
+                final = False  # the retry keeps the keys: events meanwhile fold into it or its follow-up
+                raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+            raise
+        finally:
+            if final:
+                _follow_up(rt, tenant, entity, keys, task_id)
 
 
 @app.task(bind=True, name="erpsync.reconcile", max_retries=None)
@@ -292,11 +388,18 @@ def reconcile(
     try:
         if rt.ledger.covered(tenant, mode, requested):  # a run finished while we waited
             return {"tenant": tenant, "status": "coalesced"}
-        started = rt.ledger.now_ms()
-        summary = rt.engine.reconcile(tenant, mode=mode, fence=lease.fence)
-        if summary.status == "ok":
-            rt.ledger.completed(tenant, mode, started)
-        return summary.to_dict()
+        try:
+            fail_stale_runs(rt, tenant)
+        except Exception:  # bookkeeping only: never stops the reconcile
+            log.warning("could not check for stale runs of %s", tenant, exc_info=True)
+        with survivable(self, tenant, "reconcile", mode) as allowed:
+            if not allowed:
+                return {"tenant": tenant, "status": "failed", "reason": DROPPED}
+            started = rt.ledger.now_ms()
+            summary = rt.engine.reconcile(tenant, mode=mode, fence=lease.fence)
+            if summary.status == "ok":
+                rt.ledger.completed(tenant, mode, started)
+            return summary.to_dict()
     except Exception as exc:
         used = self.request.retries - busy
         if is_retryable(exc) and used < MAX_RETRIES:
@@ -316,8 +419,11 @@ def resolve_intents(self: Task, tenant: str) -> dict[str, Any]:
     if not lease.acquire():
         return {"tenant": tenant, "status": "busy"}
     try:
-        resolved = rt.engine.resolve_intents(tenant, fence=lease.fence)
-        return {"tenant": tenant, "status": "ok", "resolved": resolved}
+        with survivable(self, tenant, "resolve_intents") as allowed:
+            if not allowed:
+                return {"tenant": tenant, "status": "failed", "reason": DROPPED}
+            resolved = rt.engine.resolve_intents(tenant, fence=lease.fence)
+            return {"tenant": tenant, "status": "ok", "resolved": resolved}
     except Exception as exc:
         if is_retryable(exc) and self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
@@ -434,14 +540,18 @@ def apply_inbound(self: Task, tenant: str, event_ids: list[int]) -> Any:
     """Apply stored webhook events to the ERP sink (idempotent: records upsert by remote id)."""
     from sync.engine.inbound import process_inbox
 
-    return _retrying(
-        self,
-        lambda: _jsonable(
-            _with_sink(
-                tenant, lambda conf, sink: process_inbox(runtime().store, tenant, conf, sink, list(event_ids))
-            )
-        ),
-    )
+    with survivable(self, tenant, "inbound") as allowed:
+        if not allowed:
+            return {"tenant": tenant, "status": "failed", "reason": DROPPED}
+        return _retrying(
+            self,
+            lambda: _jsonable(
+                _with_sink(
+                    tenant,
+                    lambda conf, sink: process_inbox(runtime().store, tenant, conf, sink, list(event_ids)),
+                )
+            ),
+        )
 
 
 @app.task(bind=True, name="erpsync.pull_inbound", max_retries=MAX_RETRIES)
@@ -449,10 +559,15 @@ def pull_inbound(self: Task, tenant: str) -> Any:
     """Beat: pull platform transactions, shifts, receipts, Z-reports and stock into the ERP sink."""
     from sync.engine.pull import pull
 
-    return _retrying(
-        self,
-        lambda: _jsonable(_with_sink(tenant, lambda conf, sink: pull(runtime().store, tenant, conf, sink))),
-    )
+    with survivable(self, tenant, "pull") as allowed:
+        if not allowed:
+            return {"tenant": tenant, "status": "failed", "reason": DROPPED}
+        return _retrying(
+            self,
+            lambda: _jsonable(
+                _with_sink(tenant, lambda conf, sink: pull(runtime().store, tenant, conf, sink))
+            ),
+        )
 
 
 @app.task(bind=True, name="erpsync.relay_inbox", max_retries=MAX_RETRIES)
@@ -468,6 +583,27 @@ def relay_inbox(self: Task, older_than: float = RELAY_AFTER_SECONDS) -> dict[str
         return out
 
     return _retrying(self, work)  # type: ignore[no-any-return]
+
+
+@app.task(name="erpsync.maintenance")
+def maintenance() -> dict[str, int]:
+    """Beat: mark runs of dead workers failed, then purge history past its retention."""
+    rt = runtime()
+    r = rt.settings.retention
+    out = {"stale_runs": fail_stale_runs(rt)}
+    out.update(
+        rt.store.purge_history(
+            utcnow(),
+            events_days=r.events_days,
+            inbound_records_days=r.inbound_records_days,
+            run_items_days=r.run_items_days,
+            runs_days=r.runs_days,
+            keep_runs=r.keep_runs,
+        )
+    )
+    if any(out.values()):
+        log.info("maintenance: %s", ", ".join(f"{k} {v}" for k, v in out.items() if v))
+    return out
 
 
 def enqueue_inbound(tenant: str, event_ids: Iterable[int]) -> str:

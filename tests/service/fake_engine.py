@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,10 @@ class FakeWorld:
     def set_delay(self, tenant: str, seconds: float) -> None:
         self.r.set(self.key("delay", tenant), seconds)
 
+    def set_crash(self, tenant: str) -> None:
+        """Every reconcile of ``tenant`` kills its own worker process (SIGKILL), like the OOM killer."""
+        self.r.set(self.key("crash", tenant), 1)
+
 
 class FakeEngine:
     ENTITY = "employees"
@@ -149,6 +154,8 @@ class FakeEngine:
     ) -> Summary:
         w = self.world
         w.r.incr(w.key("calls", tenant_id, "reconcile"))
+        if w.r.get(w.key("crash", tenant_id)):
+            os.kill(os.getpid(), signal.SIGKILL)
         self._enter(keys=[w.key("active", tenant_id), w.key("max", tenant_id)])
         start = time.time()
         written = 0

@@ -240,3 +240,35 @@ def test_erpsync_notify_enqueues_a_throttled_sync(service: Service, monkeypatch:
     assert result.exit_code == 0, result.output
     assert "queued 1 key(s)" in result.output
     assert wait_until(lambda: service.world.sandbox("globex", ENTITY).get("N1") == "cli", 10)
+
+
+def test_a_task_that_kills_its_worker_is_dropped_after_max_deliveries(
+    tmp_path: Path, redis_url: str, pg_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #14 item 9: was redelivered forever (18 deliveries in 25 s); now 3, then a failed run."""
+    from sync.state.store import StateStore
+
+    svc = Service(tmp_path, redis_url, state_url_for(tmp_path, pg_url), ["crashy"])
+    try:
+        svc.use_here(monkeypatch)
+        svc.world.set_erp("crashy", ENTITY, {"K1": "v1"})
+        svc.world.set_crash("crashy")
+        store = StateStore(svc.settings.state_url)
+        store.purge_tenant("crashy")
+
+        def failed() -> list[Any]:
+            return [r for r in store.runs("crashy") if r.status == "failed"]
+
+        with running(svc.worker("crashy", 1)) as (worker,):
+            tasks.reconcile.apply_async(("crashy",), {"mode": "full"})
+            assert wait_until(lambda: bool(failed()), 60, interval=0.2), worker.text()[-3000:]
+            time.sleep(3)  # no further delivery
+            calls = svc.world.calls("crashy", "reconcile")
+            log = worker.text()
+        [run] = failed()
+        assert calls == svc.settings.celery.max_deliveries == 3
+        assert run.kind == "reconcile" and run.error is not None
+        assert "dropped after 3 deliveries" in run.error and "-241" not in run.error
+        assert "ERROR" in log and "dropped after 3 deliveries" in log
+    finally:
+        svc.cleanup()
