@@ -198,6 +198,9 @@ def main() -> int:
     parser.add_argument("--max-reconciles", type=int, default=2)
     parser.add_argument("--no-inbound", action="store_true", help="skip webhooks and pulls in (a)")
     parser.add_argument("--parts", default="ab")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each run's folder (ERP, state, logs) under this folder"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the sandboxes on kill, too
     seeds = (
@@ -208,7 +211,7 @@ def main() -> int:
     print(f"bench/faults.py: {load_text()}")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="erpsync-bench-faults-") as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
         if "a" in args.parts:
             results = part_a(root, seeds, args.records, args.max_reconciles, not args.no_inbound)
             report_a(results, args.max_reconciles)

@@ -259,7 +259,9 @@ def check_remote(pg: Playground, wanted: dict[tuple[str, str], Any]) -> Check:
                 index[("email", m)].append(r)
         for k, rs in index.items():
             if len(rs) > 1:
-                out.duplicates.append(f"{platform}/{entity} {k} x{len(rs)}")
+                seen = [r.get("number") if entity == "products" else r["id"] for r in rs]
+                what = "numbers" if entity == "products" else "ids"
+                out.duplicates.append(f"{platform}/{entity} {k} x{len(rs)} {what} {seen}")
         if (platform, entity) == ("smartkasa", "products"):
             numbers = Counter(
                 str(r.get("number")).strip() for r in rows if str(r.get("number") or "").strip()
