@@ -156,3 +156,29 @@ def test_plain_base_urls_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         settings = load_settings(write(tmp_path, GOOD.replace("https://api.smartepi.example/v1", url)))
         epi = settings.tenants["acme"].smartepi
         assert epi is not None and epi.base_url == url.rstrip("/")
+
+
+def test_configuration_doc_lists_every_platform_setting_with_its_default() -> None:
+    """docs/configuration.md documents the tenant platform settings by their real names and defaults."""
+    from pydantic import BaseModel
+
+    from sync.settings import RateLimit, SmartEPISettings, SmartKasaSettings
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    models: list[type[BaseModel]] = [SmartKasaSettings, SmartEPISettings, RateLimit]
+    for model in models:
+        for name, info in model.model_fields.items():
+            assert f"`{name}`" in doc or f"{name}:" in doc, f"{model.__name__}.{name} is not documented"
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, bool | int | float | str) and not isinstance(default, BaseModel):
+                shown = (
+                    str(default).lower()
+                    if isinstance(default, bool)
+                    else f"{default:g}"
+                    if isinstance(default, float)
+                    else str(default)
+                )
+                row = next((line for line in doc.splitlines() if line.startswith(f"| `{name}`")), "")
+                assert shown in row or f"{name}: {shown}" in doc, f"{name}: default {shown} not documented"
+    assert "/webhooks/smartepi/<tenant id>" in doc and "never answers 404" in doc
+    assert "only with a worker running" in doc
