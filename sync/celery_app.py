@@ -85,4 +85,11 @@ def configure(new: Settings) -> Celery:
         app._after_fork()  # Celery's own reset of the broker and producer pools
         app._backend_cache = None
         app._local = threading.local()
+        # Tasks copy the time limits from the config once and put them in every message they
+        # send: without this, messages would carry the first configuration's limits.
+        for task in list(app.tasks.values()):
+            if task.name.startswith("erpsync."):
+                task.time_limit = app.conf.task_time_limit
+                task.soft_time_limit = app.conf.task_soft_time_limit
+                task._exec_options = None
     return app
