@@ -461,7 +461,8 @@ def _no_faults(pg: Playground) -> None:
 
 
 def start(spec: CampaignSpec, root: Path) -> Playground:
-    """The playground of a spec: generated ERP made hostile, config, shuffled batch ids if chosen."""
+    """The playground of a spec: the generated ERP, the batch size, shuffled batch ids if chosen
+    (``make_hostile`` is the caller's next step)."""
     pg = start_playground(
         root,
         employees=spec.records,
@@ -503,14 +504,12 @@ def converge(
             return
 
 
-def run_campaign(
-    spec: CampaignSpec, root: Path, *, max_reconciles: int = 2, keep: Playground | None = None
-) -> CampaignResult:
+def run_campaign(spec: CampaignSpec, root: Path, *, max_reconciles: int = 2) -> CampaignResult:
     """One seeded run (see module docstring); never raises for findings, only records them."""
     t0 = time.monotonic()
     result = CampaignResult(spec)
     root.mkdir(parents=True, exist_ok=True)
-    pg = keep or start(spec, root)
+    pg = start(spec, root)
     try:
         result.data = make_hostile(pg.erp_path, spec)
         engine = Engine(pg.settings())
@@ -534,8 +533,7 @@ def run_campaign(
     except Exception as exc:
         result.errors.append(f"harness: {type(exc).__name__}: {exc}"[:800])
     finally:
-        if keep is None:
-            pg.stop()
+        pg.stop()
         result.seconds = time.monotonic() - t0
     return result
 
