@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sync.cli._common import ConfigOption, TenantOption, console, fail, settings_or_exit
+from sync.cli.inbound import inbound_status, print_inbound, retry_inbound
 from sync.core.plan import Plan
 from sync.errors import ErpsyncError
 
@@ -187,6 +189,7 @@ def status_command(
             for q in quarantine
         ],
         "intents": intents,
+        "inbound": inbound_status(store, tid),
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
@@ -225,20 +228,40 @@ def status_command(
         console.print(q)
     else:
         console.print("quarantine: empty")
+    print_inbound(data["inbound"])
 
 
 def retry_failed_command(
     config: ConfigOption = None,
     tenant: TenantOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    inbound: Annotated[
+        bool, typer.Option("--inbound", help="Only replay failed and dead inbound records (the ERP sink).")
+    ] = False,
 ) -> None:
-    """Release rows the platforms rejected (apply-stage quarantine) and apply again."""
+    """Release rows the platforms rejected (apply-stage quarantine) and apply again; replay
+    inbound records held as failed or dead."""
     from sync.engine.api import Engine
+    from sync.state.store import StateStore
 
     settings = settings_or_exit(config)
+    try:
+        tid, tenant_settings = settings.tenant(tenant)
+        store = StateStore(settings.state_url)
+        if inbound or store.inbox_counts(tid).keys() & {"failed", "dead"}:
+            replayed, outcome = retry_inbound(store, tid, tenant_settings)
+            console.print(
+                f"inbound: replayed {replayed} record(s): {outcome.done} done, {outcome.failed} failed again,"
+                f" {outcome.waiting} waiting, {outcome.dead} dead"
+            )
+            for row in inbound_status(store, tid)["held"][:5]:
+                console.print(f"  still held: {escape(row['reason'] or '')}")
+            if inbound:
+                raise typer.Exit(0 if outcome.failed + outcome.dead == 0 else 1)
+    except ErpsyncError as exc:
+        raise fail(exc) from None
     engine = Engine(settings)
     try:
-        tid, _ = settings.tenant(tenant)
         released = 0
         for q in engine.store.quarantined(tid, stage="apply"):
             released += engine.store.release(tid, q.platform, q.entity, q.erp_key, stage="apply")

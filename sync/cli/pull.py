@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sync.cli._common import ConfigOption, TenantOption, console, fail, settings_or_exit
@@ -69,15 +70,29 @@ def pull_command(
     except ErpsyncError as exc:
         raise fail(exc) from None
     table = Table(title=f"pull {tenant_id}")
-    for name in ("platform", "stream", "fetched", "written", "waiting", "cursor"):
+    for name in ("platform", "stream", "fetched", "written", "waiting", "failed", "cursor"):
         table.add_column(name)
     for s in summary.streams:
         table.add_row(
-            s.platform, s.stream, str(s.fetched), str(s.written), str(s.parked), s.cursor_after or "-"
+            s.platform,
+            s.stream,
+            str(s.fetched),
+            str(s.written),
+            str(s.parked),
+            str(s.failed),
+            s.cursor_after or s.cursor_before or "-",
         )
     console.print(table)
     requests = ", ".join(f"{p}: {n}" for p, n in summary.requests.items()) or "none"
     console.print(f"requests: {requests}")
+    if any(s.failed for s in summary.streams):
+        console.print(
+            "records held as failed: see erpsync status; fix the cause, then erpsync retry-failed --inbound"
+        )
+    for error in summary.errors:  # the other streams went on; this one resumes from its cursor next time
+        console.print(f"[red]stopped[/red] {escape(error)}")
+    if summary.errors:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -141,6 +141,8 @@ def parse_decimal(value: Any, *, max_integer_digits: int = MAX_INTEGER_DIGITS) -
         text = value.strip()
         if not text:
             return None
+        if text.lstrip("+-").lower() in ("inf", "infinity", "nan", "snan"):
+            raise ValueError(f"not a finite number: {_show(value)}")
         try:
             number = Decimal(_numeral(text, value))
         except InvalidOperation as exc:

@@ -432,7 +432,7 @@ def write_units(sink: Sink, units: Sequence[Unit]) -> tuple[int, list[tuple[Unit
         return sink.write_many(batches), []
     except SinkRowError as exc:
         if len(units) == 1:
-            return 0, [(units[0], f"the sink refused the record: {exc.message}")]
+            return 0, [(units[0], exc.message)]
         mid = len(units) // 2
         w1, f1 = write_units(sink, units[:mid])
         w2, f2 = write_units(sink, units[mid:])
@@ -539,7 +539,14 @@ def process_inbox(
         summary.dead += _retry_later(store, [u.ref[0] for u in units], _message(exc), moment)
         raise
     refused_ids = {id(unit) for unit, _ in refused}
-    _fail(store, tenant_id, [(*u.ref, None, reason) for u, reason in refused])
+    _fail(
+        store,
+        tenant_id,
+        [
+            (*u.ref, None, f"{u.ref[1]} {shown(u.ref[2], 80)}: sink_refused: {reason}")
+            for u, reason in refused
+        ],
+    )
     done = [u for u in units if id(u) not in refused_ids]
     store.inbox_mark([u.ref[0].id for u in done], "done")
     summary.released = _release(store, tenant_id, [u.ref for u in done if _was_held(u.ref[0])])
@@ -560,7 +567,7 @@ def _message(exc: BaseException) -> str:
 
 def _was_held(ev: InboundEvent) -> bool:
     """A row that may have a quarantine entry to release (parked, failed or retried before)."""
-    return ev.status != "pending" or ev.attempts > 0
+    return ev.status != "pending" or ev.attempts > 0 or ev.error is not None
 
 
 def _fail(

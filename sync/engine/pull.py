@@ -162,7 +162,7 @@ class _Buffer:
             stream, record = unit.ref
             rid = shown(get(record, "id"), 80)
             self.result.failed += 1
-            self.puller.hold(self.platform, stream, record, None, f"{stream} {rid}: {reason}")
+            self.puller.hold(self.platform, stream, record, None, f"{stream} {rid}: sink_refused: {reason}")
 
 
 class Puller:

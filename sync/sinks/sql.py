@@ -312,6 +312,14 @@ class SqlSink:
     def _upsert(self, conn: Connection, table: Table, rows: Sequence[InboundRow]) -> None:
         now = utcnow().replace(tzinfo=None)
         cols = set(table.c.keys())
+        sqlite_db = conn.dialect.name == "sqlite"
+
+        def plain(name: str, value: Any) -> Any:
+            # sqlite3 cannot bind a Decimal: an ERP table's own NUMERIC/TEXT column gets text
+            if sqlite_db and isinstance(value, Decimal) and not isinstance(table.c[name].type, DecimalColumn):
+                return str(value)
+            return value
+
         values = []
         for row in rows:
             record: dict[str, Any] = {
@@ -319,7 +327,7 @@ class SqlSink:
                 "platform": row.platform,
                 "remote_id": row.remote_id,
             }
-            record.update({k: v for k, v in row.fields.items() if k in cols})
+            record.update({k: plain(k, v) for k, v in row.fields.items() if k in cols})
             record["content_hash"] = row.chash
             if "payload" in cols:
                 record["payload"] = self._payload(row)
