@@ -6,6 +6,7 @@ import datetime as dt
 import traceback
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
 
@@ -13,6 +14,7 @@ from sync.core.records import QuarantineEntry
 from sync.errors import StateError
 from sync.state.models import PlatformToken
 from sync.state.store import StateStore, TokenRow
+from sync.state.tokens import TokenCipher
 
 
 def _entry(key: str, stage: str = "validate") -> QuarantineEntry:
@@ -75,6 +77,7 @@ def test_database_errors_do_not_print_the_values_written(state_url: str, tenant_
     # the token path re-raises without it.
     row = TokenRow(secret, secret + "-r", dt.datetime(2030, 1, 1), dt.datetime(2030, 1, 2))
     with pytest.raises(StateError) as failed:
-        store.save_token(None, "smartkasa", row)  # type: ignore[arg-type]
+        cipher = TokenCipher(Fernet.generate_key().decode())
+        store.save_token(None, "smartkasa", row, cipher=cipher)  # type: ignore[arg-type]
     shown = "".join(traceback.format_exception(failed.value))
     assert secret not in shown and "smartkasa session" in shown
