@@ -8,7 +8,11 @@ stream holds before this is committed to the ERP sink". The rules (design §3):
   the cursor where it was and the rerun fetches the same records again;
 - the next run starts ``overlap`` before the cursor, for records that become visible late;
 - every record is upserted by its remote id (sink + ``InboundRecord`` markers), so the
-  overlap, a rerun and a webhook delivering the same record all land it once.
+  overlap, a rerun and a webhook delivering the same record all land it once;
+- every record is mapped and checked on its own: a malformed one (or one the ERP refuses,
+  found by bisecting the write) is held as a ``failed`` inbox row and the cursor moves on;
+- every stream has its own error boundary: a stream that fails keeps its cursor where its
+  last commit left it, and the other streams (the other platform's too) still run.
 
 Streams:
 

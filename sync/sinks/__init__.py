@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from sync.errors import ConfigError
-from sync.sinks.base import STREAMS, InboundRow, Sink
+from sync.sinks.base import STREAMS, InboundRow, Sink, SinkRowError
 from sync.sinks.jsonl import JsonlSink
 from sync.sinks.sql import SqlSink
 from sync.state.store import StateStore
@@ -51,4 +51,4 @@ def open_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore) -> Sin
     return sink
 
 
-__all__ = ["STREAMS", "InboundRow", "JsonlSink", "Sink", "SqlSink", "open_sink"]
+__all__ = ["STREAMS", "InboundRow", "JsonlSink", "Sink", "SinkRowError", "SqlSink", "open_sink"]

@@ -350,3 +350,33 @@ def test_unparseable_webhook_payloads_are_held_not_crashed_on(
     summary = process_inbox(store, tenant_id, tenant_settings(), sql_sink, [row_id])
     assert summary.failed == 1
     assert inbox(store, tenant_id)["evt_x"].status == "failed"
+
+
+def test_sink_tables_of_version_1_get_text_columns(store: StateStore, tenant_id: str) -> None:
+    """Tables created before free text became TEXT are widened when the sink opens."""
+    from sqlalchemy import inspect, text
+
+    prefix = f"{tenant_id}_"
+    first = SqlSink(store.url, tenant=tenant_id, store=store, prefix=prefix)
+    first.ensure_tables()
+    table = f"{prefix}withdrawals"
+    with store.engine.begin() as conn:  # back to what version 1 created
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f'ALTER TABLE "{table}" ALTER COLUMN device_id TYPE VARCHAR(255)'))
+        conn.execute(text(f'UPDATE "{prefix}sink_schema" SET version = 1'))
+    try:
+        sink = SqlSink(store.url, tenant=tenant_id, store=store, prefix=prefix)
+        sink.ensure_tables()
+        kind = {c["name"]: c["type"] for c in inspect(store.engine).get_columns(table)}["device_id"]
+        assert getattr(kind, "length", None) is None  # TEXT
+        bind(store, tenant_id, "employees", "e-1", "EMP-001")
+        bind(store, tenant_id, "products", "p-1", "SKU-9")
+        ev = event("w-long", deviceId=LONG_TEXT)
+        row_id = inbox_insert(store, tenant_id, "smartepi", ev["id"], ev["type"], ev)
+        assert process_inbox(store, tenant_id, tenant_settings(), sink, [row_id or 0]).written == 1
+        assert sink.rows("withdrawals")[0]["device_id"] == LONG_TEXT
+    finally:
+        with store.engine.begin() as conn:
+            for name in inspect(conn).get_table_names():
+                if name.startswith(prefix):
+                    conn.execute(text(f'DROP TABLE "{name}"'))
