@@ -130,6 +130,26 @@ class CampaignSpec:
             transactions=max(10, records // 2),
         )
 
+    @classmethod
+    def harsh(cls, seed: int, records: int = 60) -> CampaignSpec:
+        """A harsher profile that finds rare interleavings at small sizes: batches of 5, ids shuffled,
+        most products without a barcode, 15 % 5xx, 30 % dropped and 10 % 429 on every method
+        (so follow-up writes of a batch, such as its stock cards, fail often too)."""
+        spec = cls.from_seed(seed, records, inbound=False)
+        spec.batch_size, spec.shuffled, spec.no_barcode, spec.read_faults = 5, True, 0.6, True
+        spec.faults = {
+            p: FaultConfig(
+                seed=seed * 10 + i,
+                p_5xx=0.15,
+                p_drop_after_commit=0.3,
+                p_429=0.1,
+                retry_after=0.01,
+                write_methods=ALL_METHODS,
+            )
+            for i, p in enumerate(("smartepi", "smartkasa"), start=1)
+        }
+        return spec
+
     def brief(self) -> str:
         f = {
             p: c.model_dump(include={"p_5xx", "p_drop_after_commit", "p_429"}) for p, c in self.faults.items()
