@@ -148,6 +148,8 @@ def part_b(root: Path, seeds: list[int], records: int, max_reconciles: int) -> N
                 status = type(exc).__name__
             applied = _seen(pg)
             dropped = _dropped(pg)
+            per_platform = {p: int(pg.stats(p)["total"]) for p in ("smartepi", "smartkasa")}
+            routes = _routes(pg)
             for p in ("smartepi", "smartkasa"):
                 pg.set_faults(p, FaultConfig())
             runs = 0
@@ -161,7 +163,8 @@ def part_b(root: Path, seeds: list[int], records: int, max_reconciles: int) -> N
                 check = check_remote(pg, wanted)
             total = _seen(pg)
             shape = shapes[0] if shapes else PlanShape()
-            bound = sum(lower_bound(shape, policies, {}, stock=True, cards_remote=0).values())
+            bounds = lower_bound(shape, policies, {}, stock=True, cards_remote=0)
+            bound = sum(bounds.values())
             ratio = applied / bound if bound else math.inf
             worst = max(worst, ratio)
             print(
@@ -171,9 +174,24 @@ def part_b(root: Path, seeds: list[int], records: int, max_reconciles: int) -> N
                 f" with {runs} reconcile(s) to converge {total / bound:.3f}; check {check.summary(3)}",
                 flush=True,
             )
+            print(
+                "         per platform: "
+                + ", ".join(f"{p} {per_platform[p]} / {bounds[p]}" for p in ("smartepi", "smartkasa"))
+                + "; busiest routes: "
+                + ", ".join(f"{r} {n}" for r, n in routes.most_common(6))
+            )
         finally:
             pg.stop()
     print(f"  worst apply ratio {worst:.3f} (target ≤ {RATIO_TARGET})  {verdict(worst <= RATIO_TARGET)}")
+
+
+def _routes(pg: Any) -> Counter[str]:
+    """Requests per platform route (all statuses) as the sandboxes counted them."""
+    out: Counter[str] = Counter()
+    for p in ("smartepi", "smartkasa"):
+        for route, counts in pg.stats(p)["routes"].items():
+            out[f"{p} {route}"] += sum(counts.values())
+    return out
 
 
 def _seen(pg: Any) -> int:
