@@ -21,9 +21,12 @@ A run (``run_campaign``):
 4. **Convergence.** Faults off; up to ``max_reconciles`` reconciles. After each, the sandboxes are
    listed (their admin dumps: ground truth, independent of erpsync's bindings) and compared with the
    ERP mapped by the tenant's own mapping set (``check_remote``), and the next plan must be empty.
-5. **Inbound.** Transactions generated on SmartEPI and closed shifts of sales on SmartKasa; ``erpsync
-   pull`` with read faults, on some seeds killed with SIGKILL; then pulls without faults. Every
-   platform record must land in the sink exactly once (``check_inbound``).
+5. **Inbound.** Transactions generated on SmartEPI (delivered as signed webhooks to the real receiver
+   router, duplicated, reordered, some forged or stale, the receiver restarted mid-stream, a seeded
+   share of enqueues lost as if the worker died) and closed shifts of sales on SmartKasa; ``erpsync
+   pull`` with read faults, on some seeds killed with SIGKILL; then clean pulls and the relay (what
+   the beat does for rows stored but never applied). Every platform record must land in the sink
+   exactly once (``check_inbound``).
 
 ``CampaignResult`` carries the figures the bench aggregates and a ``describe()`` for failures.
 """
