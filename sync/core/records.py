@@ -54,6 +54,9 @@ class EntityPolicy:
     deactivate_field: str | None = None  # e.g. "active" (set to False on deactivate)
     children: tuple[str, ...] = ()  # nested collections compared as a whole (sizes, cards)
     writable: bool = True  # ERP source table accepts write-back of pulled fields
+    # Platform field stamped with the ERP key on create, so a lost create is findable
+    # (spec.DEFAULT_MARKERS); None: the entity has no marker.
+    marker: str | None = None
 
 
 _SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}  # one shared field-name tuple per shape

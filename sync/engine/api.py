@@ -25,12 +25,21 @@ from sync.core.planner import EntityInputs, make_plan
 from sync.core.records import Desired, EntityPolicy, Platform, QuarantineEntry, Remote
 from sync.core.remote_view import to_remote
 from sync.engine.adapters.base import PlatformAdapter, RawRemote
-from sync.engine.apply import ApplyContext, ApplyResult, Executor
+from sync.engine.apply import (
+    ABSENT,
+    UNSEARCHABLE,
+    ApplyContext,
+    ApplyResult,
+    Executor,
+    Several,
+    held_reason,
+    match_lookup,
+)
 from sync.engine.runtime import TenantRuntime, build_runtime
-from sync.errors import ConfigError, ErpsyncError, SourceError, utcnow
+from sync.errors import ClientError, ConfigError, ErpsyncError, SourceError, utcnow
 from sync.redact import scrub
 from sync.settings import Settings
-from sync.state.models import AdoptedEdit
+from sync.state.models import AdoptedEdit, Intent
 from sync.state.store import StateStore
 
 log = logging.getLogger("erpsync.engine")
@@ -484,9 +493,15 @@ class Engine:
     async def _resolve_intents(
         self, rt: TenantRuntime, adapters: Mapping[str, PlatformAdapter], fence: Fence | None
     ) -> int:
-        """Settle every pending/unknown intent by natural-key lookup before anything else."""
+        """Settle every pending/unknown intent by lookup before anything else.
+
+        A create whose outcome is unknown is settled only by a lookup that could have found it
+        (``match_lookup``): found → bound; absent → abandoned (the next plan creates it);
+        unsearchable → held for a person (``erpsync resolve``); lookup failed → left open.
+        """
         policies = rt.policies()
         resolved = 0
+        groups: dict[tuple[str, str], list[Intent]] = {}
         for intent in self.store.open_intents(rt.tenant_id):
             assert intent.id is not None
             policy = policies.get((intent.platform, intent.entity))
@@ -501,47 +516,66 @@ class Engine:
                 self.store.set_intent(intent.id, "done", remote_id=existing.remote_id)
                 resolved += 1
                 continue
-            found = await adapter.find(intent.entity, intent.natural_key) if intent.natural_key else []
-            bound = set(self.store.reverse_bindings(rt.tenant_id, intent.platform).get(intent.entity, {}))
-            free = [r for r in found if r.remote_id not in bound]
-            if not free:
-                self.store.set_intent(
-                    intent.id, "abandoned", error="lookup found nothing: the create never landed"
+            groups.setdefault((intent.platform, intent.entity), []).append(intent)
+        for (platform, entity), intents in groups.items():
+            policy = policies[(platform, entity)]
+            try:
+                found = await adapters[platform].find_many(
+                    entity, [dict(i.natural_key) for i in intents], marker=policy.marker
                 )
-            elif len(free) == 1:
-                if fence:
-                    fence()
-                reverse = self.store.reverse_bindings(rt.tenant_id, intent.platform)
-                remote = remote_fields(rt, policy, free[0], reverse)
-                self.store.save_base(
-                    rt.tenant_id,
-                    intent.platform,
-                    intent.entity,
-                    intent.erp_key,
-                    remote.remote_id,
-                    remote.fields,
-                    children=remote.children,
-                    version=free[0].version,
+            except ErpsyncError as exc:
+                if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                    raise
+                log.warning(
+                    "%s/%s: resolving %d open intents failed: %s", platform, entity, len(intents), exc
                 )
-                self.store.set_intent(intent.id, "done", remote_id=remote.remote_id)
-            else:
-                self.store.set_intent(intent.id, "failed", error=f"{len(free)} remote records match")
-                self.store.quarantine(
-                    rt.tenant_id,
-                    [
-                        QuarantineEntry(
-                            cast(Platform, intent.platform),
-                            intent.entity,
-                            intent.erp_key,
-                            None,
-                            "ambiguous_natural_key",
-                            f"{len(free)} remote records match the natural key of an unfinished create; "
-                            "keep one and delete the others on the platform",
-                            stage="apply",
-                        )
-                    ],
-                )
-            resolved += 1
+                continue
+            for intent, candidates in zip(intents, found, strict=True):
+                assert intent.id is not None
+                bound = self.store.reverse_bindings(rt.tenant_id, platform).get(entity, {})
+                got = match_lookup(policy, intent.natural_key, candidates, bound, intent.erp_key, own=True)
+                if got == UNSEARCHABLE:
+                    self.store.set_intent(intent.id, "unknown", error=held_reason(policy, intent.erp_key))
+                    continue
+                if got == ABSENT:
+                    self.store.set_intent(
+                        intent.id, "abandoned", error="lookup found nothing: the create never landed"
+                    )
+                elif isinstance(got, RawRemote):
+                    if fence:
+                        fence()
+                    reverse = self.store.reverse_bindings(rt.tenant_id, platform)
+                    remote = remote_fields(rt, policy, got, reverse)
+                    self.store.save_base(
+                        rt.tenant_id,
+                        platform,
+                        entity,
+                        intent.erp_key,
+                        remote.remote_id,
+                        remote.fields,
+                        children=remote.children,
+                        version=got.version,
+                    )
+                    self.store.set_intent(intent.id, "done", remote_id=remote.remote_id)
+                else:
+                    assert isinstance(got, Several)
+                    self.store.set_intent(intent.id, "failed", error=f"{got.count} remote records match")
+                    self.store.quarantine(
+                        rt.tenant_id,
+                        [
+                            QuarantineEntry(
+                                cast(Platform, platform),
+                                entity,
+                                intent.erp_key,
+                                None,
+                                "ambiguous_natural_key",
+                                f"{got.count} remote records match the natural key of an unfinished "
+                                "create; keep one and delete the others on the platform",
+                                stage="apply",
+                            )
+                        ],
+                    )
+                resolved += 1
         return resolved
 
     def _write_back(self, rt: TenantRuntime) -> Callable[[EntityPolicy, str, dict[str, Any], str], bool]:

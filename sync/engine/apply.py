@@ -67,8 +67,70 @@ def _same_children(wanted: Sequence[Mapping[str, Any]], have: Sequence[Mapping[s
     return canon(wanted) == canon(have)
 
 
-class _Ambiguous(Exception):
-    """Several remote records match one natural key."""
+@dataclass(frozen=True, slots=True)
+class Several:
+    """Several unbound remote records match one lookup (never guess)."""
+
+    count: int
+
+
+ABSENT = "absent"  # a lookup that could have found the record found nothing
+UNSEARCHABLE = "unsearchable"  # no lookup can find it (no natural-key value, no marker)
+Lookup = RawRemote | Several | str  # the one match, several, ABSENT or UNSEARCHABLE
+
+HELD = "held for a person"  # an open intent's error prefix: never resent, shown by status/why
+
+
+def match_lookup(
+    policy: EntityPolicy,
+    sent: Mapping[str, Any],
+    candidates: Sequence[RawRemote] | None,
+    bound: Mapping[str, str],
+    erp_key: str,
+    *,
+    own: bool,
+) -> Lookup:
+    """Which of ``candidates`` is the record ``sent`` made (``own``) or may adopt.
+
+    Hits are always confirmed here, whatever the platform's filter did: by the marker when
+    confirming our own create (it holds this ERP key), otherwise by the natural key. A remote
+    bound to another ERP row is never taken (that would steal it).
+    """
+    if candidates is None:
+        return UNSEARCHABLE
+    marker = policy.marker or ""
+    tag = str(sent.get(marker) or "").strip() if marker else ""
+
+    def tag_of(r: RawRemote) -> str:
+        return str(r.fields.get(marker) or "").strip() if marker else ""
+
+    matches = [r for r in candidates if tag_of(r) == tag] if tag else []
+    if not matches:
+        # By natural key; confirming our own create, a record stamped for another ERP row is
+        # not ours (one without a stamp may be: a platform that drops the marker).
+        wanted = set(key_values(sent, policy.natural_key))
+        matches = [
+            r
+            for r in candidates
+            if wanted & set(key_values(r.fields, policy.natural_key)) and not (own and tag and tag_of(r))
+        ]
+    free = [r for r in matches if bound.get(r.remote_id) in (None, erp_key)]
+    if not free:
+        return ABSENT
+    if len(free) > 1:
+        return Several(len(free))
+    return free[0]
+
+
+def held_reason(policy: EntityPolicy, erp_key: str) -> str:
+    """Why an unknown create is not resent, and what a person does about it."""
+    return (
+        f"{HELD}: the create of {policy.entity} {erp_key!r} may have reached {policy.platform}, and "
+        "no lookup can find it (no natural-key value"
+        + (", and the platform does not keep the marker" if policy.marker else ", and no marker")
+        + f"). Look for it on {policy.platform}, then run `erpsync resolve {policy.entity} {erp_key} "
+        "--remote-id ID` if it is there, or `--not-created` if it is not."
+    )
 
 
 class Unresolved(Exception):
@@ -89,7 +151,9 @@ class ApplyResult:
 
     @property
     def failed(self) -> int:
-        return sum(n for (_, _, _, outcome), n in self.counts.items() if outcome in ("failed", "deferred"))
+        return sum(
+            n for (_, _, _, outcome), n in self.counts.items() if outcome in ("failed", "deferred", "held")
+        )
 
 
 @dataclass
@@ -171,7 +235,7 @@ class Executor:
         )
         if self.ctx.progress:
             self.ctx.progress(a.platform, a.entity, 1)
-        if outcome in ("failed", "deferred"):
+        if outcome in ("failed", "deferred", "held"):
             log.warning("%s/%s %s %s: %s", a.platform, a.entity, a.erp_key, outcome, scrub(detail))
 
     def _quarantine(
@@ -265,10 +329,20 @@ class Executor:
         return remote
 
     def natural_key(self, policy: EntityPolicy, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        """What finds the record again: its natural-key values and its marker (the intent keeps it)."""
         names: list[str] = []
         for key in policy.natural_key:
             names.extend(key.split("+"))
+        if policy.marker:
+            names.append(policy.marker)
         return {n: normalize_value(resolved.get(n)) for n in names if resolved.get(n) is not None}
+
+    @staticmethod
+    def stamp(policy: EntityPolicy, a: Action, resolved: dict[str, Any]) -> dict[str, Any]:
+        """The create payload carries the ERP key in the marker field (unless the mapping fills it)."""
+        if policy.marker and resolved.get(policy.marker) in (None, ""):
+            resolved[policy.marker] = a.erp_key
+        return resolved
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -352,7 +426,9 @@ class Executor:
             blocked: list[Action] = []
             for a in pending:
                 try:
-                    item = CreateItem(a.erp_key, self.resolve(policy, a.payload), a.children)
+                    item = CreateItem(
+                        a.erp_key, self.stamp(policy, a, self.resolve(policy, a.payload)), a.children
+                    )
                 except Unresolved as exc:
                     if exc.target == policy.entity and exc.key in creating:
                         blocked.append(a)
@@ -404,9 +480,12 @@ class Executor:
             store.set_intents(
                 [intents[k] for k in already], "abandoned", error="bound by a concurrent writer"
             )
+        held = self._held(policy, [a.erp_key for a, _ in chunk if a.erp_key not in intents])
         live: list[tuple[Action, CreateItem, int]] = []
         for a, item in chunk:
-            if a.erp_key not in intents:
+            if a.erp_key in held:
+                self._record(a, "held", held[a.erp_key])
+            elif a.erp_key not in intents:
                 self._record(a, "skipped", "another worker holds an open intent for this record")
             elif a.erp_key in already:
                 self._note_binding(a.platform, a.entity, a.erp_key, already[a.erp_key])
@@ -423,6 +502,17 @@ class Executor:
         sent = await asyncio.gather(*(self._send_single(policy, a, item, i, attempt) for a, item, i in live))
         self._bind_many(policy, [(a, w, i) for a, w, i in (x for x in sent if x is not None)])
 
+    def _held(self, policy: EntityPolicy, keys: list[str]) -> dict[str, str]:
+        """Of ``keys`` (records with an open intent not ours), those held for a person, with why."""
+        if not keys:
+            return {}
+        wanted = set(keys)
+        return {
+            i.erp_key: i.error or HELD
+            for i in self.ctx.store.open_intents(self.ctx.tenant, policy.platform)
+            if i.entity == policy.entity and i.erp_key in wanted and (i.error or "").startswith(HELD)
+        }
+
     def _look_first(self, policy: EntityPolicy) -> bool:
         if policy.platform in self.ctx.lookup_before_create:
             return True
@@ -435,7 +525,7 @@ class Executor:
         sem = self._sems.setdefault(policy.platform, asyncio.Semaphore(8))
         async with sem:
             self._fence()
-            return await self.ctx.adapters[policy.platform].create(policy.entity, items)
+            return await self.ctx.adapters[policy.platform].create(policy.entity, items, marker=policy.marker)
 
     async def _send_single(
         self, policy: EntityPolicy, a: Action, item: CreateItem, intent: int, attempt: int
@@ -541,83 +631,106 @@ class Executor:
             self._note_binding(a.platform, a.entity, a.erp_key, w.remote_id)
             self._record(a, "ok", remote_id=w.remote_id)
 
+    async def _find_many(
+        self, policy: EntityPolicy, items: Sequence[CreateItem], *, own: bool
+    ) -> list[Lookup]:
+        """One lookup outcome per item (see ``match_lookup``); raises what the lookup raised."""
+        adapter = self.ctx.adapters[policy.platform]
+        queries = [self.natural_key(policy, item.payload) for item in items]
+        sem = self._sems.setdefault(policy.platform, asyncio.Semaphore(8))
+        async with sem:
+            found = await adapter.find_many(policy.entity, queries, marker=policy.marker)
+        bound = self.reverse(policy.platform).get(policy.entity, {})
+        return [
+            match_lookup(policy, item.payload, cands, bound, item.erp_key, own=own)
+            for item, cands in zip(items, found, strict=True)
+        ]
+
     async def _adopt_existing(
         self, policy: EntityPolicy, chunk: Sequence[tuple[Action, CreateItem]]
     ) -> list[tuple[Action, CreateItem]]:
-        """Adopt items that already exist remotely (natural-key lookup); return the rest."""
+        """Adopt items that already exist remotely (natural-key lookup); return the rest.
+
+        A lookup that fails defers its items: creating blind is what the lookup was for."""
+        try:
+            outcomes = await self._find_many(policy, [item for _, item in chunk], own=False)
+        except ErpsyncError as exc:
+            if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                raise
+            for a, _item in chunk:
+                self._record(a, "deferred", f"lookup before create failed: {exc}")
+            return []
         rest: list[tuple[Action, CreateItem]] = []
-        for a, item in chunk:
-            try:
-                found = await self._find(policy, item)
-            except _Ambiguous:
+        for (a, item), got in zip(chunk, outcomes, strict=True):
+            if isinstance(got, Several):
                 self._quarantine(
-                    a, "several remote records match its natural key", rule="ambiguous_natural_key"
+                    a, f"{got.count} remote records match its natural key", rule="ambiguous_natural_key"
                 )
-                continue
-            if found is None:
-                rest.append((a, item))
+            elif isinstance(got, RawRemote):
+                await self._adopt_found(policy, a, item, got, None)
             else:
-                await self._adopt_found(policy, a, item, found, None)
+                rest.append((a, item))
         return rest
 
     async def _lookup_all(
         self, policy: EntityPolicy, live: Sequence[tuple[Action, CreateItem, int]]
     ) -> list[tuple[Action, CreateItem]]:
-        """Resolve ambiguous items by natural-key lookup; returns the ones to resend."""
-        left: list[tuple[Action, CreateItem]] = []
+        """Resolve ambiguous creates by lookup; returns the ones safe to resend.
 
-        async def one(a: Action, item: CreateItem, intent: int) -> None:
-            try:
-                found = await self._find(policy, item)
-            except _Ambiguous:
-                self.ctx.store.set_intent(intent, "failed", error="several remote records match")
+        Only an item that a lookup able to find it did not find is resent. An item no lookup
+        can find is held (its intent stays ``unknown``) for a person; an item whose lookup
+        failed stays ``unknown`` for the next run to resolve first.
+        """
+        try:
+            outcomes = await self._find_many(policy, [item for _, item, _ in live], own=True)
+        except ErpsyncError as exc:
+            if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                raise
+            for a, _item, _intent in live:
+                self._record(
+                    a,
+                    "deferred",
+                    f"create outcome unknown and its lookup failed ({exc}); resolved first on the next run",
+                )
+            return []
+        left: list[tuple[Action, CreateItem]] = []
+        for (a, item, intent), got in zip(live, outcomes, strict=True):
+            if isinstance(got, Several):
+                self.ctx.store.set_intent(intent, "failed", error=f"{got.count} remote records match")
                 self._quarantine(
                     a,
-                    "several remote records match its natural key; resolve by hand",
+                    f"{got.count} remote records match its natural key; keep one, delete the others "
+                    "on the platform",
                     rule="ambiguous_natural_key",
                 )
-                return
-            if found is None:
+            elif isinstance(got, RawRemote):
+                await self._adopt_found(policy, a, item, got, intent)
+            elif got == UNSEARCHABLE:
+                why = held_reason(policy, a.erp_key)
+                self.ctx.store.set_intent(intent, "unknown", error=why)
+                self._record(a, "held", why)
+            else:
                 self.ctx.store.set_intent(intent, "abandoned", error="lookup found nothing; resending")
                 left.append((a, item))
-            else:
-                await self._adopt_found(policy, a, item, found, intent)
-
-        await asyncio.gather(*(one(a, item, intent) for a, item, intent in live))
-        order = {id(a): i for i, (a, _, _) in enumerate(live)}
-        left.sort(key=lambda p: order[id(p[0])])
         return left
-
-    async def _find(self, policy: EntityPolicy, item: CreateItem) -> RawRemote | None:
-        """The one remote record matching the item's natural key; None when there is none.
-
-        Raises ``_Ambiguous`` when several unbound records match (never guess).
-        """
-        keys = self.natural_key(policy, item.payload)
-        if not keys:
-            return None
-        found = await self.ctx.adapters[policy.platform].find(policy.entity, keys)
-        wanted = key_values(item.payload, policy.natural_key)
-        matches = [r for r in found if set(key_values(r.fields, policy.natural_key)) & set(wanted)] or found
-        # A remote already bound to another ERP row is never adopted (that would steal it).
-        bound = self.reverse(policy.platform).get(policy.entity, {})
-        free = [r for r in matches if bound.get(r.remote_id) in (None, item.erp_key)]
-        if not free:
-            return None
-        if len(free) > 1:
-            raise _Ambiguous(len(free))
-        return free[0]
 
     async def _adopt_by_lookup(
         self, policy: EntityPolicy, a: Action, item: CreateItem, intent: int, *, why: str
     ) -> None:
         try:
-            found = await self._find(policy, item)
-        except _Ambiguous:
+            (got,) = await self._find_many(policy, [item], own=False)
+        except ErpsyncError as exc:
+            if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                raise
+            self.ctx.store.set_intent(intent, "failed", error=f"{why}; lookup failed: {exc}")
+            self._record(a, "deferred", f"{why}; looking the duplicate up failed: {exc}")
+            return
+        if isinstance(got, Several):
             self.ctx.store.set_intent(intent, "failed", error="several remote records match")
             self._quarantine(a, "several remote records match its natural key", rule="ambiguous_natural_key")
-            return
-        if found is None:
+        elif isinstance(got, RawRemote):
+            await self._adopt_found(policy, a, item, got, intent)
+        else:
             self.ctx.store.set_intent(intent, "failed", error=f"{why}, but no record matches the natural key")
             self._quarantine(
                 a,
@@ -625,8 +738,6 @@ class Executor:
                 "(another key, e.g. the e-mail, collides)",
                 rule="duplicate",
             )
-        else:
-            await self._adopt_found(policy, a, item, found, intent)
 
     async def _adopt_found(
         self, policy: EntityPolicy, a: Action, item: CreateItem, found: RawRemote, intent: int | None

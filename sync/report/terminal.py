@@ -169,6 +169,10 @@ def render_explain(info: dict[str, Any], console: Console) -> None:
     if binding:
         version = f", version {binding['version']}" if binding.get("version") else ""
         console.print(f"bound to remote [bold]{_e(binding['remote_id'])}[/]{_e(version)}")
+    elif any(
+        str(i.get("error") or "").startswith("held for a person") for i in info.get("open_intents") or []
+    ):
+        console.print("[bold yellow]held[/]: a create may have landed and no lookup can find it (see below)")
     else:
         console.print("[yellow]not bound[/]: the next plan creates or adopts it (if the ERP row maps)")
     if info.get("remote_error"):

@@ -185,9 +185,10 @@ def epi_key(resource: str, rec: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 def kasa_key(resource: str, rec: dict[str, Any]) -> tuple[str, ...] | None:
-    if resource == "products":
+    if resource == "products":  # by erpsync's marker (the ERP key) when it has one, else barcode
         number = str(rec.get("number") or "").strip()
-        return ("products", number) if number else None
+        tag = str(rec.get("alter_number") or "").strip()
+        return ("products", tag or number, number) if tag or number else None
     if resource == "categories":
         title = fold(rec.get("title"))
         parent = rec.get("parent_id")
@@ -259,8 +260,6 @@ def _lookup_keys(e: dict[str, Any]) -> set[tuple[str, ...]]:
             return set()
         return set()  # name lookups filter by a prefix: asked-for key taken from the POSTs
     resource = e["path"][len(KASA) :].strip("/")
-    if resource == "products" and q.get("number"):
-        return {("products", str(q["number"]).strip())}
     if resource == "cards" and q.get("product_id") and q.get("shop_id"):
         return {("cards", str(q["product_id"]), str(q["shop_id"]))}
     return set()
@@ -275,6 +274,11 @@ def _may_answer(e: dict[str, Any], key: tuple[str, ...]) -> bool:
     if e["p"] == "smartepi" and q.get("name") and key[0] != "employees":
         resource = e["path"].strip("/").split("/")[1]
         return key[0] == resource and key[1].startswith(fold(str(q["name"])) or "\x00")
+    if e["p"] == "smartkasa" and key[0] == "products" and e["path"] == KASA + "/products":
+        # a barcode lookup answers for that barcode; a listing page (no filter) for any product
+        if q.get("number"):
+            return str(q["number"]).strip() == key[2]
+        return not {"q", "category_id", "subgroup_id", "shop_id"} & set(q)
     if e["p"] == "smartkasa" and key[0] == "categories" and e["path"].endswith("/categories"):
         return str(q.get("parent_id") or "") == key[2]
     return False
@@ -480,6 +484,8 @@ def check_invariants(
                     later.append(d)
                     continue
                 fields = {n: (resolve(v, refs[n]) if n in refs else v) for n, v in d.fields.items()}
+                if policy.marker and fields.get(policy.marker) in (None, ""):
+                    fields[policy.marker] = d.erp_key  # erpsync stamps the ERP key on create
                 key = _remote_key(platform, entity, fields)
                 hits = index.get(key, []) if key else []
                 if key is None:

@@ -10,6 +10,7 @@ so identical inputs (same number and title) map deterministically.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -58,7 +59,15 @@ def field_key(name: str) -> KeyFn:
     return key
 
 
-PRODUCT_KEYS: tuple[KeyFn, ...] = (product_number_title, product_number)
+def product_title(rec: Mapping[str, Any]) -> Hashable | None:
+    """Last resort for products without a barcode or marker: unique titles still tell them apart."""
+    return fold(rec.get("title"))
+
+
+product_title.unique_only = True  # type: ignore[attr-defined]
+
+
+PRODUCT_KEYS: tuple[KeyFn, ...] = (product_number_title, product_number, product_title)
 CATEGORY_KEYS: tuple[KeyFn, ...] = (category_title_parent, category_title)
 
 
@@ -75,10 +84,15 @@ def match_ids(
     ids: list[str | None] = [None] * len(inputs)
     used = [False] * len(created)
     for key in keys:
+        shared: set[Hashable] = set()
+        if getattr(key, "unique_only", False):  # a weak key: only a value unique on both sides maps
+            seen_in = Counter(key(inputs[i]) for i in range(len(inputs)) if ids[i] is None)
+            seen_out = Counter(key(created[j][1]) for j in range(len(created)) if not used[j])
+            shared = {k for k, n in seen_in.items() if n > 1} | {k for k, n in seen_out.items() if n > 1}
         for i in range(min(len(inputs), len(created))):  # positional first
             if ids[i] is None and not used[i]:
                 k = key(inputs[i])
-                if k is not None and k == key(created[i][1]):
+                if k is not None and k not in shared and k == key(created[i][1]):
                     ids[i], used[i] = created[i][0], True
         buckets: dict[Hashable, list[int]] = {}
         for j, (_, rec) in enumerate(created):
@@ -89,11 +103,15 @@ def match_ids(
         for i, item in enumerate(inputs):
             if ids[i] is None:
                 k = key(item)
-                bucket = buckets.get(k) if k is not None else None
+                bucket = buckets.get(k) if k is not None and k not in shared else None
                 while bucket:
                     j = bucket.pop(0)
                     if not used[j]:
                         ids[i], used[j] = created[j][0], True
                         break
+    free_in = [i for i in range(len(inputs)) if ids[i] is None]
+    free_out = [j for j in range(len(created)) if not used[j]]
+    if len(free_in) == 1 and len(free_out) == 1:  # one of each left: they can only be each other
+        ids[free_in[0]], used[free_out[0]] = created[free_out[0]][0], True
     leftovers = [created[j][0] for j in range(len(created)) if not used[j]]
     return ids, leftovers

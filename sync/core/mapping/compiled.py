@@ -314,6 +314,7 @@ class EntityMapping:
         lookups: Mapping[str, Mapping[str, Any]],
         unkeyed_forbidden: bool,
         file: str = "",
+        marker: str | None = None,
     ) -> None:
         self.platform: Platform = platform
         self.entity = entity
@@ -353,6 +354,7 @@ class EntityMapping:
             deactivate_field=(spec.deactivate_field or "active") if spec.delete == "deactivate" else None,
             children=tuple(c.name for c in self.children),
             writable=spec.writable,
+            marker=marker,
         )
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@ from sync.core.mapping.compiled import EntityMapping
 from sync.core.mapping.mapset import MappingSet, dependency_levels
 from sync.core.mapping.patterns import pattern_problem
 from sync.core.mapping.spec import (
+    DEFAULT_MARKERS,
     DEFAULT_NATURAL_KEYS,
     FIELD_TYPES,
     KNOWN_CHILDREN,
@@ -214,12 +215,42 @@ def _check_entity(
                 doc.problem((*cloc, "fields", fname), f"{cname} have no field {fname!r}")
             if isinstance(fspec.lookup, str) and fspec.lookup not in lookups:
                 doc.problem((*cloc, "fields", fname, "lookup"), f"no lookup table named {fspec.lookup!r}")
+    marker = marker_field(platform, name, spec)
+    if spec.marker is not None and spec.marker is not False and marker is None:
+        doc.problem((*base, "marker"), f"{platform} {name} has no default marker: name the field")
+    if marker is not None:
+        mloc = (*base, "marker")
+        mspec = spec.fields.get(marker)
+        if marker not in known:
+            doc.problem(mloc, f"{platform} {name} has no field {marker!r} to hold the marker")
+        elif mspec is not None and not _plain_copy_of_key(mspec, spec.key):
+            doc.problem(
+                (*base, "fields", marker),
+                f"{marker} is erpsync's marker (it holds the ERP key, so a create whose answer was "
+                f"lost can be found again): map it as `{marker}: {spec.key}`, leave it unmapped, "
+                "choose another field with `marker: FIELD`, or turn the marker off with `marker: false`",
+            )
     if spec.natural_key is None and (platform, name) not in DEFAULT_NATURAL_KEYS:
         doc.problem((*base, "natural_key"), "no default natural key for this entity: give natural_key")
     if spec.derive_key is not None and spec.derive_key.field not in (
         spec.natural_key or DEFAULT_NATURAL_KEYS.get((platform, name), ())
     ):
         doc.problem((*base, "derive_key", "field"), "derive_key.field must be one of the natural key fields")
+
+
+def marker_field(platform: Platform, name: str, spec: EntitySpec) -> str | None:
+    """The field stamped with the ERP key on create (``spec.DEFAULT_MARKERS``), or None."""
+    if spec.marker is False:
+        return None
+    if isinstance(spec.marker, str):
+        return spec.marker
+    return DEFAULT_MARKERS.get((platform, name))
+
+
+def _plain_copy_of_key(fspec: FieldSpec, key: str) -> bool:
+    """The field is the ERP key column as it is (so the marker erpsync stamps and the mapped value agree)."""
+    changed = fspec.model_fields_set - {"from_", "type", "max_length", "required"}
+    return fspec.from_ == key and fspec.type == "string" and not changed
 
 
 _NUMBERS = frozenset({"integer", "decimal"})
@@ -422,6 +453,7 @@ def load_mapping_texts(
                 refs=KNOWN_REFS.get((platform, name), {}),
                 lookups={**tables.get(platform, {}), **extra},
                 unkeyed_forbidden=(platform, name) == ("smartepi", "employees"),
+                marker=marker_field(platform, name, entity),
                 file=doc.name,
             )
         )

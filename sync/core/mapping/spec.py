@@ -127,6 +127,17 @@ DEFAULT_NATURAL_KEYS: dict[tuple[Platform, str], tuple[str, ...]] = {
     ("smartkasa", "categories"): ("title+parent_id",),
 }
 
+# The marker: a platform field erpsync stamps with the ERP key on every create, so that a
+# create whose answer was lost can always be found again, even when the record has no
+# natural-key value (a SmartKasa product without a barcode). Only where the platform accepts
+# duplicates and a field is returned by every read (smartkasa.md §5.4: the list and the GET
+# both return ``alter_number``; ``remote_id`` is unverified on the live API). A mapping may
+# choose another field (``marker: FIELD``) or turn it off (``marker: false``); then a lost
+# create of a record without a natural-key value is held for a person, never resent.
+DEFAULT_MARKERS: dict[tuple[Platform, str], str] = {
+    ("smartkasa", "products"): "alter_number",
+}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
@@ -347,6 +358,7 @@ class EntitySpec(_Strict):
     deactivate_field: str | None = None
     writable: bool = False
     derive_key: DeriveKeySpec | None = None
+    marker: str | bool | None = None  # None/true: the platform default (DEFAULT_MARKERS); false: none
 
     @field_validator("fields", mode="before")
     @classmethod

@@ -68,11 +68,22 @@ class PlatformAdapter(Protocol):
     async def find(self, entity: str, key_fields: Mapping[str, Any]) -> list[RawRemote]:
         """Records matching the natural key (resolves ambiguous creates and 409 duplicates)."""
 
+    async def find_many(
+        self, entity: str, queries: Sequence[Mapping[str, Any]], *, marker: str | None = None
+    ) -> list[list[RawRemote] | None]:
+        """Candidates per query (natural-key values and the marker, as sent); ``None`` where no
+        lookup could have found the record (no usable key): such a create is never resent."""
+
     async def get(self, entity: str, remote_id: str) -> RawRemote | None:
         """One record with its current version, or None when it is gone."""
 
-    async def create(self, entity: str, items: Sequence[CreateItem]) -> list[Written]:
-        """Create ``items`` (one request when batched). Raises on failure; never retried."""
+    async def create(
+        self, entity: str, items: Sequence[CreateItem], *, marker: str | None = None
+    ) -> list[Written]:
+        """Create ``items`` (one request when batched). Raises on failure; never retried.
+
+        ``marker``: the field each payload carries the ERP key in (a batch answer is matched
+        to the items by it)."""
 
     async def update(
         self,

@@ -104,6 +104,16 @@ class SmartEPIAdapter:
             out.append(split_record(record))
         return out
 
+    async def find_many(
+        self, entity: str, queries: Sequence[Mapping[str, Any]], *, marker: str | None = None
+    ) -> list[list[RawRemote] | None]:
+        """One lookup per query; ``None`` for a query without any natural-key value."""
+        out: list[list[RawRemote] | None] = []
+        for q in queries:
+            usable = any(v not in (None, "") for k, v in q.items() if k != marker)
+            out.append(await self.find(entity, q) if usable else None)
+        return out
+
     async def get(self, entity: str, remote_id: str) -> RawRemote | None:
         from sync.errors import NotFound
 
@@ -113,7 +123,9 @@ class SmartEPIAdapter:
             return None
         return split_record(got.record, got.etag)
 
-    async def create(self, entity: str, items: Sequence[CreateItem]) -> list[Written]:
+    async def create(
+        self, entity: str, items: Sequence[CreateItem], *, marker: str | None = None
+    ) -> list[Written]:
         out = []
         for item in items:  # batch_size is 1: the executor sends one item at a time
             body = dict(item.payload)

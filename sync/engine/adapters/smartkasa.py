@@ -37,6 +37,7 @@ _SERVER_FIELDS = frozenset(
 )
 _CARD_FIELDS = ("shop_id", "count", "counting_enabled")
 _CARD_ATTEMPTS = 3  # upserts per card when its POST keeps ending ambiguously
+_FIND_BY_NUMBER_MAX = 8  # more barcode lookups than this: one listing of the catalog is cheaper
 
 
 def _record(model: Any) -> dict[str, Any]:
@@ -106,6 +107,61 @@ class SmartKasaAdapter:
             found = [m async for m in self._res(entity).iterate(title=title)] if title else []
         return [self._split(entity, _record(m), None) for m in found]
 
+    async def find_many(
+        self, entity: str, queries: Sequence[Mapping[str, Any]], *, marker: str | None = None
+    ) -> list[list[RawRemote] | None]:
+        """Candidates per query; ``None`` where no lookup could find the record.
+
+        Products: by barcode (``number`` filter) when every query has one and they are few;
+        otherwise one listing of the catalog serves every query, matched locally by barcode or
+        by the marker (no filter exists for ``alter_number``, contract §5.4). A query with
+        neither, or with only a marker the platform is known not to keep, is unsearchable.
+        """
+        if entity != "products":
+            out: list[list[RawRemote] | None] = []
+            for q in queries:
+                usable = q.get("title") not in (None, "")
+                out.append(await self.find(entity, q) if usable else None)
+            return out
+        marker_ok = marker is not None and not self.client.products.marker_lost
+
+        def has_number(q: Mapping[str, Any]) -> bool:
+            return q.get("number") not in (None, "")
+
+        def has_marker(q: Mapping[str, Any]) -> bool:
+            return marker_ok and marker is not None and q.get(marker) not in (None, "")
+
+        searchable = [has_number(q) or has_marker(q) for q in queries]
+        if all(has_number(q) for q, ok in zip(queries, searchable, strict=True) if ok) and (
+            sum(searchable) <= _FIND_BY_NUMBER_MAX
+        ):
+            return [
+                await self.find(entity, q) if ok else None for q, ok in zip(queries, searchable, strict=True)
+            ]
+        by_number: dict[str, list[RawRemote]] = {}
+        by_marker: dict[str, list[RawRemote]] = {}
+        async for model in self.client.products.iterate():
+            raw = self._split(entity, _record(model), None)
+            number = str(raw.fields.get("number") or "").strip()
+            if number:
+                by_number.setdefault(number, []).append(raw)
+            if marker is not None:
+                tag = str(raw.fields.get(marker) or "").strip()
+                if tag:
+                    by_marker.setdefault(tag, []).append(raw)
+        result: list[list[RawRemote] | None] = []
+        for q, ok in zip(queries, searchable, strict=True):
+            if not ok:
+                result.append(None)
+                continue
+            hits: dict[str, RawRemote] = {}
+            if has_marker(q):
+                hits.update((r.remote_id, r) for r in by_marker.get(str(q[marker]).strip(), []))  # type: ignore[index]
+            if has_number(q):
+                hits.update((r.remote_id, r) for r in by_number.get(str(q["number"]).strip(), []))
+            result.append(list(hits.values()))
+        return result
+
     async def get(self, entity: str, remote_id: str) -> RawRemote | None:
         try:
             model = await self._res(entity).get(remote_id)
@@ -115,11 +171,13 @@ class SmartKasaAdapter:
         cards = [_card(c) for c in rec.get("cards") or []]
         return self._split(entity, rec, cards if entity == "products" else None)
 
-    async def create(self, entity: str, items: Sequence[CreateItem]) -> list[Written]:
+    async def create(
+        self, entity: str, items: Sequence[CreateItem], *, marker: str | None = None
+    ) -> list[Written]:
         res = self._res(entity)
         payloads = [dict(i.payload) for i in items]
         if entity in BATCHED:
-            ids = await res.create_many(payloads)
+            ids = await res.create_many(payloads, marker=marker)
         else:
             ids = []
             for p in payloads:
