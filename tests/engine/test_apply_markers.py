@@ -186,3 +186,30 @@ def test_without_a_marker_a_lost_create_is_held_never_resent(
     assert third.status == "ok", third.counts
     assert len(_products(pg)) == 3
     assert not engine.plan().actions
+
+
+def test_shuffled_batch_ids_and_dropped_answers_bind_every_row_to_its_own_product(
+    playground: MakePlayground,
+) -> None:
+    """Issue #19: batch answers in another order than the input, 30% of them lost after commit."""
+    pg = playground("shuffled", employees=4, products_epi=2, products_kasa=60, seed=8, kasa_batch=8)
+    with sqlite3.connect(pg.erp_path) as conn:  # a third without barcode
+        conn.execute("UPDATE kasa_products SET barcode = NULL WHERE rowid % 3 = 0")
+    pg.kasa_admin("PATCH", "/config", json={"batch_order": "shuffled"})
+    pg.set_faults(
+        "smartkasa",
+        FaultConfig(seed=21, p_drop_after_commit=0.3, write_methods=["POST"], path_regex=PRODUCT_BATCHES),
+    )
+    engine = Engine(pg.settings())
+    wanted = desired_records(engine)
+    engine.apply()
+    engine.apply()
+    pg.set_faults("smartkasa", FaultConfig())
+    report = check_invariants(pg, wanted, engine=engine)  # field by field, cards included
+    assert report.ok and not report.extra, report.summary()
+    products = {p["id"]: p for p in _products(pg)}
+    bindings = StateStore(pg.settings().state_url).bindings(pg.tenant, "smartkasa", "products")
+    assert len(bindings) == 60
+    for sku, remote_id in bindings.items():
+        assert products[remote_id]["alter_number"] == sku  # bound to its own product
+    assert not engine.plan().actions
