@@ -90,7 +90,10 @@ def _same_children(a: list[dict[str, Any]] | None, b: list[dict[str, Any]] | Non
 
 
 def _decide(fp: FieldPolicy, e: Any, bv: Any, rv: Any, writable: bool, same: bool) -> FieldChange | None:
-    """Decide one field. ``bv``/``rv`` may be ``_MISSING`` (adopt: no base; fast: no remote)."""
+    """Decide one field. ``bv``/``rv`` may be ``_MISSING`` (adopt: no base; fast: no remote).
+
+    The one three-way rule: the executor calls it too (``decide_field``) when a stale write
+    re-reads the record, so plan and apply never disagree."""
     name = fp.name
     base = None if bv is _MISSING else bv
     remote = None if rv is _MISSING else rv
@@ -119,6 +122,15 @@ def _decide(fp: FieldPolicy, e: Any, bv: Any, rv: Any, writable: bool, same: boo
         return FieldChange(name, base, e, remote, remote, "conflict", "remote_wins")
     # "report", or remote_wins on a field the ERP cannot take back: nothing is written.
     return FieldChange(name, base, e, remote, remote, "conflict", "report")
+
+
+MISSING = _MISSING  # "no base" / "no remote" for ``decide_field``
+
+
+def decide_field(fp: FieldPolicy, erp: Any, base: Any, remote: Any, *, writable: bool) -> FieldChange | None:
+    """One field's three-way decision on normalized values (``MISSING`` for an absent side)."""
+    same = erp == (base if remote is _MISSING else remote)
+    return _decide(fp, erp, base, remote, writable, same)
 
 
 def _diff(

@@ -35,7 +35,8 @@ from typing import Any
 from sync.core.keys import key_values
 from sync.core.normalize import normalize_value
 from sync.core.plan import Action, Plan
-from sync.core.records import UNBOUND_REF_PREFIX, EntityPolicy, QuarantineEntry
+from sync.core.planner import MISSING, decide_field
+from sync.core.records import UNBOUND_REF_PREFIX, EntityPolicy, FieldPolicy, QuarantineEntry
 from sync.engine.adapters.base import CreateItem, PlatformAdapter, RawRemote, Written
 from sync.errors import (
     AmbiguousWrite,
@@ -908,27 +909,29 @@ class Executor:
         payload: dict[str, Any],
         agreed: dict[str, Any],
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """Three-way diff of the payload fields against a freshly read record."""
+        """Three-way diff of the payload fields against a freshly read record.
+
+        The planner's rule (``decide_field``), not a copy of it: what a stale write re-plans is
+        what the next plan would have said."""
         remote = self.ctx.to_remote(policy, fresh, self.reverse(a.platform))
         bases = {c.field: c.base for c in a.changes}
         keep: dict[str, Any] = {}
         pulled: dict[str, Any] = {}
         agreed = dict(agreed)
         for name, value in payload.items():
+            fp = policy.fields.get(name) or FieldPolicy(name)
             now = normalize_value(remote.get(name))
-            if now == normalize_value(value):
+            base = normalize_value(bases[name]) if name in bases else MISSING
+            change = decide_field(fp, normalize_value(value), base, now, writable=policy.writable)
+            if change is None:
                 continue  # already there
-            if name in bases and now != normalize_value(bases[name]):
-                fp = policy.fields.get(name)
-                resolution = fp.conflict if fp else "erp_wins"
-                if resolution == "remote_wins":
-                    pulled[name] = remote.get(name)
-                    agreed[name] = remote.get(name)
-                    continue
-                if resolution == "report":
-                    agreed[name] = remote.get(name)
-                    continue
-            keep[name] = value
+            if change.kind == "pull" or (change.kind == "conflict" and change.resolution == "remote_wins"):
+                pulled[name] = remote.get(name)
+                agreed[name] = remote.get(name)
+            elif change.kind == "conflict" and change.resolution == "report":
+                agreed[name] = remote.get(name)
+            else:  # push, drift, erp_wins
+                keep[name] = value
         return keep, pulled, agreed
 
     async def _deactivate(self, policy: EntityPolicy, a: Action) -> None:
