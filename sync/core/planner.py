@@ -84,9 +84,13 @@ def _canon(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def _same_children(a: list[dict[str, Any]] | None, b: list[dict[str, Any]] | None) -> bool:
+    """Two child collections (normalized values) hold the same entries, in any order."""
     if a == b:
         return True
     return _canon(a) == _canon(b)
+
+
+same_children = _same_children  # the executor compares found children with the same rule
 
 
 def _decide(fp: FieldPolicy, e: Any, bv: Any, rv: Any, writable: bool, same: bool) -> FieldChange | None:

@@ -35,7 +35,7 @@ from typing import Any
 from sync.core.keys import key_values
 from sync.core.normalize import normalize_value
 from sync.core.plan import Action, Plan
-from sync.core.planner import MISSING, decide_field
+from sync.core.planner import MISSING, decide_field, same_children
 from sync.core.records import UNBOUND_REF_PREFIX, EntityPolicy, FieldPolicy, QuarantineEntry
 from sync.engine.adapters.base import CreateItem, PlatformAdapter, RawRemote, Written
 from sync.errors import (
@@ -60,12 +60,8 @@ WriteBack = Callable[[EntityPolicy, str, dict[str, Any], str], bool]
 
 
 def _same_children(wanted: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, Any]]) -> bool:
-    """Two child collections hold the same entries (order ignored, values normalized)."""
-
-    def canon(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-        return sorted(repr(normalize_value(dict(e))) for e in entries)
-
-    return canon(wanted) == canon(have)
+    """The planner's child comparison, on values normalized as the planner sees them."""
+    return same_children([normalize_value(dict(e)) for e in wanted], [normalize_value(dict(e)) for e in have])
 
 
 @dataclass(frozen=True, slots=True)
