@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -83,11 +84,27 @@ def _canon(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return sorted(items, key=canonical_json) if items else []
 
 
-def _same_children(a: list[dict[str, Any]] | None, b: list[dict[str, Any]] | None) -> bool:
-    """Two child collections (normalized values) hold the same entries, in any order."""
+def _only(items: list[dict[str, Any]] | None, keep: AbstractSet[str] | None) -> list[dict[str, Any]] | None:
+    """Child items reduced to the fields the mapping sets (``keep``; None: whole items).
+
+    A platform returns fields the mapping leaves out (a card's ``counting_enabled``); they
+    are not the ERP's to set, so they are never a difference."""
+    if not items or not keep:
+        return items
+    if all(item.keys() <= keep for item in items):
+        return items
+    return [{k: v for k, v in item.items() if k in keep} for item in items]
+
+
+def _same_children(
+    a: list[dict[str, Any]] | None, b: list[dict[str, Any]] | None, keep: AbstractSet[str] | None = None
+) -> bool:
+    """Two child collections (normalized values) hold the same entries, in any order,
+    compared on the ``keep`` fields when given."""
     if a == b:
         return True
-    return _canon(a) == _canon(b)
+    a, b = _only(a, keep), _only(b, keep)
+    return a == b or _canon(a) == _canon(b)
 
 
 same_children = _same_children  # the executor compares found children with the same rule
@@ -176,9 +193,10 @@ def _diff(
     agreed_children: dict[str, list[dict[str, Any]]] = {}
     for name in policy.children:
         fp = ctx.fp(name)
-        e = _canon(d.children.get(name))
-        bv = _MISSING if b is None else _canon(b.children.get(name))
-        rv = _MISSING if r is None else _canon(r.children.get(name))
+        keep = policy.child_fields.get(name)  # unmapped child fields are never drift
+        e = _canon(_only(d.children.get(name), keep))
+        bv = _MISSING if b is None else _canon(_only(b.children.get(name), keep))
+        rv = _MISSING if r is None else _canon(_only(r.children.get(name), keep))
         same = e == (bv if r is None else rv)
         change = _decide(fp, e, bv, rv, writable, same)
         if change is None:
@@ -504,7 +522,8 @@ def plan_entity(
 def _same_children_all(policy: EntityPolicy, a: Desired | Remote, b: Base) -> bool:
     if a.children == b.children:
         return True
-    return all(_same_children(a.children.get(n), b.children.get(n)) for n in policy.children)
+    keep = policy.child_fields
+    return all(_same_children(a.children.get(n), b.children.get(n), keep.get(n)) for n in policy.children)
 
 
 def _plan_unbound(

@@ -57,6 +57,10 @@ class EntityPolicy:
     # Platform field stamped with the ERP key on create, so a lost create is findable
     # (spec.DEFAULT_MARKERS); None: the entity has no marker.
     marker: str | None = None
+    # Child name → the item fields the mapping sets: the planner compares child items on these
+    # only, so a platform field the mapping leaves out (cards' counting_enabled) is never drift.
+    # Empty (a hand-built policy): child items compare whole.
+    child_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 _SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}  # one shared field-name tuple per shape

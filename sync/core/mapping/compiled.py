@@ -353,6 +353,7 @@ class EntityMapping:
             delete=spec.delete,
             deactivate_field=(spec.deactivate_field or "active") if spec.delete == "deactivate" else None,
             children=tuple(c.name for c in self.children),
+            child_fields={c.name: frozenset(f.name for f in c.fields) for c in self.children},
             writable=spec.writable,
             marker=marker,
         )
