@@ -51,3 +51,25 @@ def test_a_changed_row_is_no_longer_held() -> None:
     held = {"cost_centers": {"1001": "0" * 32}}  # the ERP row changed since the platform refused it
     results = EPI.map_all("smartepi", lambda e: ROWS[e], held=held)
     assert [d.erp_key for d in results["employees"].desired] == ["E1", "E2", "E3"]
+
+
+def test_a_held_parent_category_holds_its_subtree() -> None:
+    kasa = load_mappings([REPO / "mappings/smartkasa.yaml"])
+    rows = {
+        "kasa_categories": [
+            {"code": "K1", "title": "Напої", "parent_code": None},
+            {"code": "K1-1", "title": "Соки", "parent_code": "K1"},
+            {"code": "K1-1-1", "title": "Яблучні", "parent_code": "K1-1"},
+            {"code": "K2", "title": "Хліб", "parent_code": None},
+        ],
+        "kasa_products": [],
+        "kasa_stock": [],
+    }
+    first = kasa.map_all("smartkasa", lambda e: rows[e])["categories"]
+    k1 = next(d.erp_hash for d in first.desired if d.erp_key == "K1")
+    result = kasa.map_all("smartkasa", lambda e: rows[e], held={"categories": {"K1": k1}})["categories"]
+    assert sorted(d.erp_key for d in result.desired) == ["K1", "K2"]  # K1 itself: the engine holds it
+    assert {q.erp_key: q.rule for q in result.quarantine} == {
+        "K1-1": "reference_quarantined",
+        "K1-1-1": "reference_quarantined",
+    }

@@ -739,6 +739,11 @@ class EntityMapping:
         outside = ctx.valid_keys.get(self.entity, ())
         quarantined = {q.erp_key for q in result.quarantine if not q.child_only}
         quarantined |= set(ctx.quarantined.get(self.entity, ()))
+        held = ctx.held.get(self.entity)
+        if held:  # a parent the platform rejected earlier holds its subtree too
+            quarantined |= {
+                d.erp_key for d in result.desired if d.erp_hash and held.get(d.erp_key) == d.erp_hash
+            }
         bad: dict[str, QuarantineEntry] = {}
         changed = True
         while changed:  # a quarantined parent quarantines its whole subtree
