@@ -194,6 +194,29 @@ def _resolve_intents_on_start(**_: Any) -> None:
         resolve_intents.apply_async((tenant,))
 
 
+@worker_ready.connect
+def _say_what_is_not_polled(**_: Any) -> None:
+    """An ERP entity without a change column is invisible to the watermark poll: say so at
+    start, in the worker's log, instead of silently waiting for the next reconcile."""
+    from sync.sources.entities import unpolled
+
+    for tenant_id, tenant in celery_app.settings().tenants.items():
+        try:
+            names = unpolled(tenant)
+        except ErpsyncError as exc:
+            log.warning("%s: cannot read the mappings to check change columns: %s", tenant_id, exc)
+            continue
+        for entity in names:
+            log.warning(
+                "%s: ERP entity %r has no change column (erp.entities.%s.updated_at): the poll "
+                "cannot see its edits; only reconciles (every %d s) sync them",
+                tenant_id,
+                entity,
+                entity,
+                tenant.schedule.fast_reconcile_seconds,
+            )
+
+
 # --- retry policy (pure) ---------------------------------------------------------------
 
 

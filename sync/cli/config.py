@@ -1,4 +1,10 @@
-"""``erpsync config check FILE``: validate a configuration (and its mapping files)."""
+"""``erpsync config check FILE``: validate a configuration (and its mapping files).
+
+Besides errors, the check says what the configuration means for the running service
+where a user would not guess it: an ERP entity without a change column is only synced
+by reconciles (the poll cannot see its edits), and platform edits of an entity whose
+ERP table cannot be written wait in ``adopted_edits`` instead of reaching the table.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,54 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from sync.cli._common import console, fail
 from sync.errors import ErpsyncError
-from sync.settings import load_settings
+from sync.settings import TenantSettings, load_settings
 
 config_app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
+
+
+def tenant_notes(tenant_id: str, tenant: TenantSettings) -> list[str]:
+    """What the service will (not) do with this tenant that a user should know: one line each."""
+    from sync.sources.entities import flows_back, unpolled, writes_back
+
+    notes = []
+    every = tenant.schedule.fast_reconcile_seconds
+    for entity in unpolled(tenant):
+        notes.append(
+            f"tenants.{tenant_id}.erp.entities.{entity}: no updated_at column, so the service's "
+            f"poll cannot see edits of {entity!r}; only reconciles (every {every} s) sync them. "
+            f"Set erp.entities.{entity}.updated_at to the column that dates a row's last change "
+            "(ISO text, SQL datetime or epoch seconds)"
+        )
+    for fb in flows_back(tenant):
+        if not writes_back(tenant, fb.source):
+            notes.append(
+                f"tenants.{tenant_id}: platform edits of {fb.platform} {fb.entity} "
+                f"({', '.join(fb.fields)}) are kept in adopted_edits, not written to the ERP, "
+                f"because {fb.source!r} is not a writable table. Set "
+                f"erp.entities.{fb.source}.writable: true to write them into the table"
+            )
+    return notes
 
 
 @config_app.command("check")
 def check(file: Annotated[Path, typer.Argument(help="YAML configuration file.")]) -> None:
     """Validate FILE: every problem is reported with its key path; secrets are never printed."""
+    notes: list[str] = []
     try:
         settings = load_settings(file)
         from sync.engine.context import validate_tenant_files
 
         for tenant_id, tenant in settings.tenants.items():
             validate_tenant_files(tenant_id, tenant)
+            notes.extend(tenant_notes(tenant_id, tenant))
     except ErpsyncError as exc:
         raise fail(exc) from None
+    for note in notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(
         f"[green]ok[/]: {file} ({len(settings.tenants)} tenant(s): {', '.join(settings.tenants) or '-'})"
     )

@@ -39,6 +39,7 @@ from sync.engine.runtime import TenantRuntime, build_runtime
 from sync.errors import ClientError, ConfigError, ErpsyncError, SourceError, utcnow
 from sync.redact import scrub
 from sync.settings import Settings
+from sync.sources.base import key_str, try_timestamp
 from sync.state.models import AdoptedEdit, Intent
 from sync.state.store import StateStore
 
@@ -475,7 +476,11 @@ class Engine:
     ) -> RunSummary:
         """Sync a few ERP rows now (change events): fast mode, no deletes inferred."""
         wanted = {str(k) for k in keys}
-        return self.apply(tenant_id, mode="fast", fence=fence, kind="sync_keys", keys={entity: wanted})
+        # A child source (stock rows) names its parents' keys: those parents are synced.
+        targets = _change_keys(self.runtime(tenant_id), entity)[1] or [entity]
+        return self.apply(
+            tenant_id, mode="fast", fence=fence, kind="sync_keys", keys={t: wanted for t in targets}
+        )
 
     def resolve_intents(self, tenant_id: str | None = None, *, fence: Fence | None = None) -> int:
         rt = self.runtime(tenant_id)
@@ -621,30 +626,92 @@ class Engine:
     def erp_changes_since(
         self, tenant_id: str | None, entity: str, since: dt.datetime | None
     ) -> tuple[list[str], dt.datetime | None]:
-        """ERP keys of ``entity`` rows updated after ``since`` and the newest ``updated_at`` seen."""
+        """ERP keys of ``entity`` rows changed after ``since``, and the newest change stamp.
+
+        The stamp is the entity's change column (``erp.entities.<x>.updated_at``: any name;
+        ISO text, SQL datetime or epoch seconds, see ``parse_timestamp``). An entity without
+        one cannot be polled: ``([], since)``, said once in the log (and by ``config
+        check``); only reconciles see its changes. Rows of a child source (a product's stock
+        rows) give their parent's key (the ``parent_key`` column): ``sync_keys`` of that
+        entity syncs those parents.
+
+        The source reads inclusively (``>= since``: a row written in the watermark's own
+        second is not missed), so rows stamped exactly ``since`` come back; they ride along
+        only when some row is strictly newer, so a quiet ERP emits nothing. The first poll
+        (``since`` None) only dates the newest row.
+        """
         rt = self.runtime(tenant_id)
-        key_field = None
-        for platform in rt.platforms():
-            for em in rt.mappings.entities(platform):
-                if em.source_entity == entity:
-                    key_field = em.erp_key_field
-        if key_field is None:
+        key_column, _ = _change_keys(rt, entity)
+        column = rt.source.change_column(entity)
+        if key_column is None:
             return [], since
-        keys: list[str] = []
-        newest = since
+        if column is None:
+            _warn_unpolled(rt.tenant_id, entity)
+            return [], since
+        if since is None:
+            return [], rt.source.max_updated_at(entity)
+        keys: dict[str, None] = {}
+        newest, fresh, bad = since, False, 0
         for row in rt.source.read(entity, since=since):
-            keys.append(str(row.get(key_field)))
-            stamp = row.get("updated_at") or row.get("__updated_at__")
-            if isinstance(stamp, str):
-                try:
-                    stamp = dt.datetime.fromisoformat(stamp)
-                except ValueError:
-                    stamp = None
-            if isinstance(stamp, dt.datetime):
-                if stamp.tzinfo is None:
-                    stamp = stamp.replace(tzinfo=dt.UTC)
-                newest = stamp if newest is None or stamp > newest else newest
-        return keys, newest
+            stamp = try_timestamp(row.get(column))
+            key = key_str(row.get(key_column))
+            if stamp is None or key is None:
+                bad += 1  # no date or no key: only a reconcile can tell whether it changed
+                continue
+            if stamp < since:
+                continue
+            keys[key] = None
+            if stamp > since:
+                fresh = True
+                newest = max(newest, stamp)
+        if bad:
+            log.warning(
+                "%s/%s: %d row(s) have no readable %r or %r value; only reconciles sync them",
+                rt.tenant_id,
+                entity,
+                bad,
+                column,
+                key_column,
+            )
+        return (list(keys), newest) if fresh else ([], since)
+
+
+def _change_keys(rt: TenantRuntime, entity: str) -> tuple[str | None, list[str]]:
+    """(the column of ``entity``'s rows that names ERP keys, the mapped ERP entities they
+    belong to): the entity's own key when a mapping reads it as records, else the
+    ``parent_key`` column of the child collections it feeds, naming their parents."""
+    own: str | None = None
+    parents: dict[str, str] = {}
+    for platform in rt.platforms():
+        for em in rt.mappings.entities(platform):
+            if em.source_entity == entity:
+                own = em.erp_key_field
+            for source, parent_col in em.child_sources.values():
+                if source == entity:
+                    parents.setdefault(em.source_entity, parent_col)
+    if own is not None:
+        return own, [entity]
+    if parents:
+        return next(iter(parents.values())), list(parents)
+    return None, []
+
+
+_UNPOLLED: set[tuple[str, str]] = set()
+
+
+def _warn_unpolled(tenant: str, entity: str) -> None:
+    """Say once per process that an entity's changes wait for reconciles (no change column)."""
+    if (tenant, entity) in _UNPOLLED:
+        return
+    _UNPOLLED.add((tenant, entity))
+    log.warning(
+        "%s: ERP entity %r has no change column, so polling cannot see its edits; only "
+        "reconciles sync them. Set erp.entities.%s.updated_at to the column that dates a "
+        "row's last change (ISO text, SQL datetime or epoch seconds)",
+        tenant,
+        entity,
+        entity,
+    )
 
 
 def now() -> dt.datetime:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.errors import ConfigError, SourceError
-from sync.sources.base import key_str, parse_timestamp
+from sync.sources.base import key_str, try_timestamp
 from sync.sources.config import FileEntityConfig, FileSourceConfig
 
 
@@ -85,7 +85,7 @@ class FileSource:
 
         def newer() -> Iterator[dict[str, Any]]:
             for row in rows:
-                stamp = parse_timestamp(row.get(column))
+                stamp = try_timestamp(row.get(column))
                 if stamp is None or stamp >= threshold:  # unknown age: read it
                     yield row
 
@@ -104,11 +104,14 @@ class FileSource:
     def count(self, entity: str) -> int:
         return sum(1 for _ in self._raw(entity))
 
+    def change_column(self, entity: str) -> str | None:
+        return self.entity_config(entity).updated_at
+
     def max_updated_at(self, entity: str) -> dt.datetime | None:
         ec = self.entity_config(entity)
         if ec.updated_at is None:
             return None
-        stamps = (parse_timestamp(row.get(ec.updated_at)) for row in self._raw(entity))
+        stamps = (try_timestamp(row.get(ec.updated_at)) for row in self._raw(entity))
         return max((s for s in stamps if s is not None), default=None)
 
     def write_back(self, entity: str, erp_key_field: str, key: str, fields: Mapping[str, Any]) -> int:

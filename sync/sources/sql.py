@@ -20,10 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import ConfigError, SourceError
 from sync.redact import register_secret, scrub
-from sync.sources.base import key_str, parse_timestamp
+from sync.sources.base import key_str, try_timestamp
 from sync.sources.config import SqlEntityConfig, SqlSourceConfig
 
 _IN_CHUNK = 500
+_EPOCH_TEXT = re.compile(r"[0-9]{9,}(?:\.[0-9]*)?")  # epoch seconds as text (see parse_timestamp)
 # An ERP key read from an integer column, as ``key_str`` writes it: ASCII digits, no
 # leading zero or plus. ``str.isdigit`` also accepts "²" (int() then raises) and other
 # scripts' digits ("١٢" is int 12), which would read another row than the key names.
@@ -79,10 +80,33 @@ class SqlSource:
         detail = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
         return SourceError(scrub(f"ERP entity {entity!r}: {type(orig).__name__}: {detail}"))
 
-    def _since_param(self, since: dt.datetime) -> Any:
-        stamp = since.astimezone(dt.UTC) if since.tzinfo else since
-        if self.engine.dialect.name == "sqlite":  # text timestamps: compare in the ERP's own format
+    def _since_param(self, entity: str, ec: SqlEntityConfig, column: str, since: dt.datetime) -> Any:
+        """``since`` in the form the change column stores, so the database compares like
+        with like: epoch seconds for a numeric column, ISO text (with the ERP's own ``T`` or
+        space) for a text column, a UTC datetime for a SQL datetime column.
+
+        The form is read from one stored value (SQLite columns have no fixed type, and a
+        query's columns none that can be inspected); an empty table falls back to the
+        dialect's usual form."""
+        stamp = since.astimezone(dt.UTC) if since.tzinfo else since.replace(tzinfo=dt.UTC)
+        col: sa.ColumnClause[Any] = sa.literal_column(self._q(column))
+        first = sa.select(col).select_from(sa.text(self._from(entity, ec))).where(col.is_not(None)).limit(1)
+        try:  # the dialect spells the limit (LIMIT, TOP, FETCH FIRST)
+            with self.engine.connect() as conn:
+                sample = conn.execute(first).scalar()
+        except SQLAlchemyError as exc:
+            raise self._fail(entity, exc) from None
+        if isinstance(sample, int | float | Decimal) and not isinstance(sample, bool):
+            return stamp.timestamp()
+        if isinstance(sample, str) and not _EPOCH_TEXT.fullmatch(sample.strip()):
+            sep = "T" if sample.strip()[10:11] == "T" else " "
+            return stamp.replace(tzinfo=None).isoformat(sep=sep)
+        if isinstance(sample, str):  # epoch seconds kept as text: compare as numbers
+            return stamp.timestamp()
+        if sample is None and self.engine.dialect.name == "sqlite":
             return stamp.replace(tzinfo=None).isoformat(sep=" ")
+        if isinstance(sample, dt.datetime) and sample.tzinfo is None:
+            return stamp.replace(tzinfo=None)  # a naive column holds UTC (parse_timestamp)
         return stamp
 
     def _rows(
@@ -121,11 +145,19 @@ class SqlSource:
         if since is not None:
             if ec.updated_at is None:
                 raise ConfigError(
-                    f"ERP entity {entity!r} has no updated_at column: incremental read impossible"
+                    f"ERP entity {entity!r} has no updated_at column: incremental read impossible",
+                    hint=f"set erp.entities.{entity}.updated_at to the column that dates a row's last change",
                 )
-            sql += f" WHERE {self._q(ec.updated_at)} >= :since"
-            params["since"] = self._since_param(since)
+            param = self._since_param(entity, ec, ec.updated_at, since)
+            target = self._q(ec.updated_at)
+            if isinstance(param, float) and self.engine.dialect.name != "sqlite":
+                target = f"CAST({target} AS DOUBLE PRECISION)"  # epoch text on a typed database
+            sql += f" WHERE {target} >= :since"
+            params["since"] = param
         return self._rows(entity, sql, params, ec.key)
+
+    def change_column(self, entity: str) -> str | None:
+        return self.entity_config(entity).updated_at
 
     def _key_column(self, entity: str, ec: SqlEntityConfig, key_field: str | None) -> str:
         column = ec.key or key_field
@@ -193,7 +225,7 @@ class SqlSource:
         if ec.updated_at is None:
             return None
         value = self._scalar(entity, f"SELECT MAX({self._q(ec.updated_at)}) FROM {self._from(entity, ec)}")
-        return parse_timestamp(value)
+        return try_timestamp(value)
 
     def write_back(self, entity: str, erp_key_field: str, key: str, fields: Mapping[str, Any]) -> int:
         ec = self.entity_config(entity)
