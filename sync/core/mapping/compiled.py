@@ -324,7 +324,7 @@ class EntityMapping:
         self.erp_key_field = spec.key
         self.natural_key = natural_key
         self.level = level
-        self.writable = spec.writable
+        self.writable = spec.takes_edits  # ``writable``, implied by pull/both fields
         self.fields = compile_fields(spec.fields, lookups, refs)
         self.filter = _all([_filter_fn(f) for f in spec.filter])
         self.children = [self._compile_child(name, c, lookups) for name, c in spec.children.items()]
@@ -354,7 +354,7 @@ class EntityMapping:
             deactivate_field=(spec.deactivate_field or "active") if spec.delete == "deactivate" else None,
             children=tuple(c.name for c in self.children),
             child_fields={c.name: frozenset(f.name for f in c.fields) for c in self.children},
-            writable=spec.writable,
+            writable=self.writable,
             marker=marker,
         )
 

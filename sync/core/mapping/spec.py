@@ -356,7 +356,11 @@ class EntitySpec(_Strict):
     children: dict[str, ChildSpec] = Field(default_factory=dict)
     delete: DeletePolicy = "ignore"
     deactivate_field: str | None = None
-    writable: bool = False
+    # Platform edits of pull/both fields flow back to the ERP. Unset, it follows from the
+    # fields: a field written ``direction: both`` (or pull) makes the entity writable, since
+    # that is what the user asked for; left out, ``both`` would silently act as ``push`` and
+    # a console edit would be overwritten as drift. ``false`` with such fields is an error.
+    writable: bool | None = None
     derive_key: DeriveKeySpec | None = None
     marker: str | bool | None = None  # None/true: the platform default (DEFAULT_MARKERS); false: none
 
@@ -385,7 +389,20 @@ class EntitySpec(_Strict):
                 raise ValueError(f"natural key field {part!r} is not mapped")
         if self.derive_key is not None and self.derive_key.field not in self.fields:
             raise ValueError(f"derive_key field {self.derive_key.field!r} is not mapped")
+        back = [f"{n} ({s.direction})" for n, s in self.fields.items() if s.direction != "push"]
+        if self.writable is False and back:
+            raise ValueError(
+                f"writable: false, but {', '.join(back)} flow back from the platform: remove "
+                "`writable: false` to take platform edits into the ERP, or make them direction: push"
+            )
         return self
+
+    @property
+    def takes_edits(self) -> bool:
+        """Platform edits of pull/both fields flow back (``writable``, implied by them)."""
+        if self.writable is not None:
+            return self.writable
+        return any(s.direction != "push" for s in self.fields.values())
 
 
 class MappingFileSpec(_Strict):
