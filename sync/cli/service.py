@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from sync.cli._common import ConfigOption, TenantOption, console, fail, settings_or_exit
-from sync.errors import ErpsyncError
+from sync.errors import ConfigError, ErpsyncError
 
 ALL_QUEUES = "events,reconcile,inbound"
 
@@ -103,17 +103,34 @@ def serve(
 
 
 def notify(
-    entity: Annotated[str, typer.Argument(help="ERP source entity, e.g. employees.")],
-    keys: Annotated[list[str], typer.Argument(help="ERP keys of the changed rows.")],
+    entity: Annotated[
+        str, typer.Argument(help="ERP entity a mapping reads (its `source:`), e.g. funcionarios.")
+    ],
+    keys: Annotated[
+        list[str], typer.Argument(help="ERP keys of the changed rows (the mapping's `key:` column).")
+    ],
     config: ConfigOption = None,
     tenant: TenantOption = None,
 ) -> None:
-    """Announce changed ERP rows (like POST /erp/events): they are synced now, bursts coalesced."""
+    """Announce changed ERP rows (like POST /erp/events): they are synced now, bursts coalesced.
+
+    ENTITY is an ERP table or query a mapping reads (its `source:`), not a platform entity.
+
+    KEYS are values of that mapping's `key:` column (for a child source: the parents' keys).
+
+    Example, with the shipped mappings (employees come from funcionarios, keyed by matricula):
+
+        erpsync notify funcionarios 0000001 0000002 --config config.yaml
+    """
     from sync import celery_app, tasks
+    from sync.sources.entities import refuse_event
 
     settings = settings_or_exit(config)
     try:
-        tenant_id, _ = settings.tenant(tenant)
+        tenant_id, tenant_settings = settings.tenant(tenant)
+        refused = refuse_event(tenant_settings, entity)
+        if refused is not None:
+            raise ConfigError(refused[0], hint="name an ERP entity a mapping reads (its `source:`)")
         celery_app.configure(settings)
         admission = tasks.submit_keys(tenant_id, entity, keys)
     except ErpsyncError as exc:

@@ -124,3 +124,26 @@ def writes_back(tenant: TenantSettings, source: str) -> bool:
         return False
     conf = erp.entities.get(source)
     return conf is not None and conf.writable and conf.query is None
+
+
+def refuse_event(tenant: TenantSettings, entity: str) -> tuple[str, list[str]] | None:
+    """(why, the known entities) when a change event names an ERP entity no mapping reads,
+    else None.
+
+    A child source (stock rows) is known: its keys are the parents' keys (the
+    ``parent_key`` column), as the poll sends them. When the mapping files cannot be read
+    the event is not refused: the sync it triggers reports the mapping error itself."""
+    import difflib
+
+    from sync.errors import ErpsyncError
+
+    try:
+        known = entity_names(tenant)
+    except ErpsyncError:
+        return None
+    if entity in known:
+        return None
+    close = difflib.get_close_matches(entity, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    names = ", ".join(known) or "none"
+    return f"unknown ERP entity {entity!r}{hint}; the mappings read: {names}", known

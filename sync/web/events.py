@@ -6,7 +6,9 @@ with ``Authorization: Bearer <tenants.acme.event_token>``. Answers:
 - 202 ``{"task_id", "task_ids", "accepted", "coalesced"}``: the keys are synced by those
   tasks (``coalesced`` keys were already covered by a queued or running sync: the throttle);
 - 400 malformed body (our own shape errors, not FastAPI's 422: ERP-side integrations
-  expect a plain client error; also JSON nested deeper than ``MAX_DEPTH``), 401 bad or
+  expect a plain client error; also JSON nested deeper than ``MAX_DEPTH``), or an
+  ``entity`` no mapping reads (``known_entities`` lists those it may name: an event for an
+  unknown entity would be accepted and synced nothing), 401 bad or
   missing token (also for an unknown tenant, so tenant ids cannot be probed), 413 body
   over ``MAX_BODY`` bytes, 503 queue unreachable.
 
@@ -15,6 +17,8 @@ capped read and never reaches the JSON parser. The token names the tenant (it is
 compared, in constant time, with every tenant's token); the body's ``tenant`` must then
 be that tenant. ``op`` is informational:
 the sync reads the row from the ERP, so a delete and an update are handled the same way.
+``entity`` is an ERP entity (a table such as ``funcionarios``), not a platform entity; for
+a child source (``kasa_stock``) the keys are the parents' keys (its ``parent_key`` column).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from sync.engine.throttle import Admission
 from sync.settings import Settings
+from sync.sources.entities import refuse_event
 from sync.web.limits import MAX_DEPTH, TooDeep, loads_capped
 
 log = logging.getLogger("erpsync.web.events")
@@ -130,6 +135,10 @@ def make_events_router(get_settings: Callable[[], Settings], submit: Submit) -> 
                 for e in exc.errors(include_url=False, include_input=False)
             ]
             return _error(400, "invalid change event", problems=problems)
+        refused = await run_in_threadpool(refuse_event, settings.tenants[event.tenant], event.entity)
+        if refused is not None:
+            why, known = refused
+            return _error(400, "invalid change event", problems=[f"entity: {why}"], known_entities=known)
         keys = list(dict.fromkeys(event.keys))
         try:
             admission = await run_in_threadpool(submit, event.tenant, event.entity, keys)
