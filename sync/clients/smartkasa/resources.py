@@ -8,7 +8,7 @@ Choices where the contract is silent (see also the package's other docstrings):
   authoritative, so no inner ``id`` is sent.
 - Lookups filter on the server *and* again on the client, because whether a filter is
   exact, partial or honoured at all is not stated: ``products.find_by_number`` returns
-  every exact match (barcodes are not unique, §8); ``categories.find`` matches
+  every match under ``sync.core.keys.fold`` (barcodes are not unique, §8); ``categories.find`` matches
   ``(title, parent_id)`` case/space-insensitively, so it sends only ``parent_id`` to the
   server (a server-side ``title`` filter may be exact and would hide ``"tea"`` vs ``"Tea"``).
 - ``cards.upsert`` lists the cards of ``(product, shop)`` and PUTs the first or POSTs a
@@ -33,12 +33,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sync import errors as E
 from sync.clients.smartkasa import models as M
@@ -69,6 +69,18 @@ def _pages_left(body: Mapping[str, Any], per_page: int) -> int | None:
             pages = value if name == "total_pages" else -(-value // max(1, per_page))
             return max(0, pages - 1)
     return None
+
+
+async def _confirmed(records: AsyncIterator[ModelT], keep: Callable[[ModelT], bool]) -> list[ModelT]:
+    """The records of a lookup that ``keep`` confirms; an unreadable record is a typed error."""
+    try:
+        return [r async for r in records if keep(r)]
+    except ValidationError as exc:
+        raise E.ContractViolation(
+            f"a lookup answer holds a record that does not parse ({exc.error_count()} error(s))",
+            platform=PLATFORM,
+            hint="the record is deferred to the next run; report this platform answer",
+        ) from None
 
 
 def _id_of(data: Any) -> str:
@@ -333,12 +345,17 @@ class Categories(_BatchCreate[M.Category]):
         return self._iterate({"title": title, "parent_id": parent_id})
 
     async def find(self, title: str, parent_id: str | None = None) -> list[M.Category]:
-        """Categories titled ``title`` (case/space-insensitive) directly under ``parent_id``."""
+        """Categories titled ``title`` (case/space-insensitive) directly under ``parent_id``.
+
+        Sends only ``parent_id`` (a listed parameter, §5.2) and confirms every hit locally,
+        so a server that ignores the filter never yields a category from another parent."""
         want = fold(title)
+        if want is None:
+            return []
         parent = None if parent_id in (None, "") else str(parent_id)
-        return [
-            c async for c in self.iterate(parent_id=parent) if fold(c.title) == want and c.parent_id == parent
-        ]
+        return await _confirmed(
+            self.iterate(parent_id=parent), lambda c: fold(c.title) == want and c.parent_id == parent
+        )
 
     async def create(self, fields: Mapping[str, Any]) -> M.Category:
         data = await self._api.send(
@@ -385,9 +402,14 @@ class Products(_BatchCreate[M.Product]):
         return await self._get(product_id)
 
     async def find_by_number(self, number: str) -> list[M.Product]:
-        """Every product whose barcode is exactly ``number`` (trimmed); several are possible."""
-        want = number.strip()
-        return [p async for p in self.iterate(number=want) if (p.number or "").strip() == want]
+        """Every product whose barcode equals ``number`` as natural keys compare (``fold``:
+        case and spaces ignored); several are possible. Sends the documented ``number``
+        filter (§5.4) and confirms each hit locally, whether the server matched exactly,
+        partially or not at all."""
+        want = fold(number)
+        if want is None:
+            return []
+        return await _confirmed(self.iterate(number=number.strip()), lambda p: fold(p.number) == want)
 
     async def create(self, fields: Mapping[str, Any]) -> str:
         data = await self._api.send("POST", self.path, json=self._api.record_body("product", _fields(fields)))
