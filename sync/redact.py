@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,7 @@ _NOT_SECRET = re.compile(
 _lock = threading.Lock()
 _secrets: set[str] = set()  # configuration secrets: few, for the life of the process
 _slots: dict[str, list[str]] = {}  # rotating secrets: slot -> its latest values, oldest first
+_forgotten: deque[str] = deque()  # slots whose owner is gone, dropped at the next rebuild
 _pattern: re.Pattern[str] | None = None
 _stale = False
 SLOT_KEEP = 2  # values kept per slot: the current one and the one it replaced
@@ -71,17 +73,26 @@ def register_secret(value: str | None, *, slot: str | None = None) -> None:
 
 
 def forget_slots(*slots: str) -> None:
-    """Drop rotating secrets whose owner is gone (a closed session)."""
+    """Drop rotating secrets whose owner is gone (a closed session).
+
+    Called from ``weakref.finalize``, i.e. from garbage collection, which may run while this
+    thread holds ``_lock`` (an allocation inside ``register_secret``): so it takes no lock and
+    only queues the slots; the next register or scrub drops them under the lock."""
     global _stale
-    with _lock:
-        for slot in slots:
-            if _slots.pop(slot, None):
-                _stale = True
+    _forgotten.extend(slots)
+    _stale = True
+
+
+def _drop_forgotten() -> None:
+    """Drop queued slots (caller holds ``_lock``)."""
+    while _forgotten:
+        _slots.pop(_forgotten.popleft(), None)
 
 
 def registered_count() -> int:
     """How many values ``scrub`` searches for (bounded: see the module docstring)."""
     with _lock:
+        _drop_forgotten()
         return len(_secrets | {v for values in _slots.values() for v in values})
 
 
@@ -90,6 +101,7 @@ def _current() -> re.Pattern[str] | None:
     if _stale:
         with _lock:
             if _stale:
+                _drop_forgotten()
                 values = _secrets | {v for recent in _slots.values() for v in recent}
                 ordered = sorted(values, key=len, reverse=True)
                 _pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
