@@ -19,7 +19,7 @@ from sync.clients.retry import RetryPolicy
 from sync.clients.smartepi import SmartEPIClient
 from sync.core.keys import key_values
 from sync.engine.adapters.smartepi import SmartEPIAdapter
-from sync.errors import AmbiguousWrite, BadRequest, ContractViolation, ErpsyncError, ServerError
+from sync.errors import AmbiguousWrite, BadRequest, ContractViolation, Duplicate, ErpsyncError, ServerError
 from sync.sandbox.faults import FaultConfig
 from sync.sandbox.smartepi import SmartEPISandboxConfig, TenantConfig, create_app
 
@@ -29,18 +29,22 @@ FAST = RetryPolicy(max_attempts=3, max_total_delay=1.0, base_delay=0.001, max_de
 
 class Recording(httpx.ASGITransport):
     """The ASGI transport, keeping every URL sent (to check which filters went out);
-    ``drop_posts`` loses the answer of POSTs after the sandbox committed them."""
+    ``drop_posts`` loses POST answers, ``"after"`` the sandbox committed them or
+    ``"before"`` (the request never arrived)."""
 
     def __init__(self, app: Any) -> None:
         super().__init__(app=app)
         self.urls: list[httpx.URL] = []
-        self.drop_posts = False
+        self.drop_posts: str | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.urls.append(request.url)
+        lost = httpx.RemoteProtocolError("connection lost after the request was sent", request=request)
+        if self.drop_posts == "before" and request.method == "POST":
+            raise lost
         response = await super().handle_async_request(request)
-        if self.drop_posts and request.method == "POST":
-            raise httpx.RemoteProtocolError("connection lost after the request was sent", request=request)
+        if self.drop_posts == "after" and request.method == "POST":
+            raise lost
         return response
 
 
@@ -100,21 +104,44 @@ def test_strict_api_answers_400_to_email_and_the_client_never_sends_it() -> None
     assert params and all("email" not in p for p in params)
 
 
-def test_ambiguous_employee_create_is_found_by_a_name_search_not_email() -> None:
+def test_ambiguous_employee_creates_are_resolved_by_one_name_search_not_email() -> None:
     async def go(c: SmartEPIClient, transport: Recording, admin: httpx.AsyncClient) -> Any:
         await seed(admin, "employees", PEOPLE)
         adapter = SmartEPIAdapter(c, owns_client=False)
-        transport.drop_posts = True
-        with pytest.raises(AmbiguousWrite):
-            await c.employees.create({"name": "Carla Dias", "email": "carla@acme.com"})
-        transport.drop_posts = False
+        out = []
+        for drop, fields in [
+            ("after", {"name": "Carla Dias", "email": "carla@acme.com"}),  # committed, answer lost
+            ("before", {"name": "Davi Reis", "email": "davi@acme.com"}),  # never arrived
+        ]:
+            transport.drop_posts = drop
+            with pytest.raises(AmbiguousWrite):
+                await c.employees.create(fields)
+            transport.drop_posts = None
+            transport.urls.clear()
+            found = await adapter.find("employees", {"email": fields["email"].upper()})
+            out.append(([r.fields["name"] for r in found], [dict(u.params) for u in transport.urls]))
+        return out
+
+    (carla, carla_sent), (davi, davi_sent) = with_sandbox(go)
+    assert carla == ["Carla Dias"] and davi == []
+    # one documented search each, no e-mail filter and no listing of 153 employees
+    assert carla_sent == [{"name": "Carla", "limit": "100"}]
+    assert davi_sent == [{"name": "Davi", "limit": "100"}]
+
+
+def test_after_a_409_on_the_email_the_lookup_pages_through_everyone() -> None:
+    async def go(c: SmartEPIClient, transport: Recording, admin: httpx.AsyncClient) -> Any:
+        await seed(admin, "employees", PEOPLE)
+        adapter = SmartEPIAdapter(c, owns_client=False)
+        with pytest.raises(Duplicate):  # the e-mail belongs to "Bia", not to the name we send
+            await c.employees.create({"name": "Beatriz Melo", "email": "bia@acme.com"})
         transport.urls.clear()
-        found = await adapter.find("employees", {"identification": None, "email": "carla@acme.com"})
-        return found, [dict(u.params) for u in transport.urls]
+        found = await adapter.find("employees", {"email": "bia@acme.com"})
+        return [r.fields["name"] for r in found], [dict(u.params) for u in transport.urls]
 
     found, sent = with_sandbox(go)
-    assert [r.fields["name"] for r in found] == ["Carla Dias"]
-    assert sent == [{"name": "Carla", "limit": "100"}]  # one documented search, no full listing
+    assert found == ["Bia"]
+    assert sent[0] == {"limit": "100"} and all("email" not in q and "name" not in q for q in sent)
 
 
 def _keys(entity: str, fields: dict[str, Any]) -> tuple[str, ...]:

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ValidationError
 
 from sync.clients.smartepi import models as m
 from sync.core.keys import fold, fold_email, fold_identification, key_values
-from sync.errors import ContractViolation, StaleVersion
+from sync.errors import ContractViolation, Duplicate, StaleVersion
 
 if TYPE_CHECKING:
     from sync.clients.smartepi.client import SmartEPIClient
@@ -483,17 +483,29 @@ class Employees(Resource):
 
     async def create(self, fields: Mapping[str, Any]) -> Versioned:
         self.remember_name(fields.get("email"), fields.get("name"))
-        return await super().create(fields)
+        try:
+            return await super().create(fields)
+        except Duplicate:
+            # The e-mail (or identification) belongs to someone else, whose name we do not
+            # know: the lookup that follows must page through everyone.
+            self._names.pop(fold_email(fields.get("email")) or "", None)
+            raise
 
     async def _search_key(self, field: str, value: str, target: str) -> Records | None:
+        """E-mail: a name search when this client POSTed that e-mail, else the full listing.
+
+        The name search is taken as the answer (no listing after it): it resolves our own
+        ambiguous create, whose record carries the name we sent. Should a person have
+        renamed it meanwhile, the resend collides on the unique e-mail (409, contract §0),
+        which forgets the name, and the lookup after the 409 pages through everyone.
+        """
         if field != "email":
             return await super()._search_key(field, value, target)
         name = self._names.get(target)
         if name is None:
             return None  # matched on the full listing
         word = name.split()[0]
-        found = [r async for r in self.list(name=word) if _folded(r, "email", fold_email) == target]
-        return found or None
+        return [r async for r in self.list(name=word) if _folded(r, "email", fold_email) == target]
 
     async def find_by_identification(self, identification: str) -> Records:
         target = fold_identification(identification)
