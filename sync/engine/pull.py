@@ -283,6 +283,11 @@ class Puller:
             result.cursor_after = iso(until)
             self.store.set_cursor(self.tenant, EPI, stream, result.cursor_after)
 
+    def _held(self, stream: str, remote_ids: Sequence[str]) -> set[str]:
+        """Which of ``remote_ids`` sit in the inbox as held (failed/dead) records of ``stream``."""
+        wanted = {event_id_for(stream, rid): rid for rid in remote_ids}
+        return {wanted[e] for e in self.store.inbox_held(self.tenant, list(wanted))}
+
     def _park(self, stream: str, remote_id: str, record: Mapping[str, Any]) -> int:
         event_id, event_type = event_id_for(stream, remote_id), STREAM_EVENTS[stream]
         event = {
@@ -307,7 +312,9 @@ class Puller:
                 continue  # open (or closed after this run started: the next run takes it)
             closed.append((closed_at, shift))
         closed.sort(key=lambda pair: (pair[0], str(pair[1]["id"])))
-        seen = self.store.inbound_seen(self.tenant, KASA, "shifts", [str(s["id"]) for _, s in closed])
+        ids = [str(s["id"]) for _, s in closed]
+        # a shift held as failed counts as seen: its receipts are in, its row waits for retry-failed
+        seen = self.store.inbound_seen(self.tenant, KASA, "shifts", ids) | self._held("shifts", ids)
         reverse = self.store.reverse_bindings(self.tenant, KASA)
         latest = parse_instant(result.cursor_before)
         for closed_at, shift in closed:

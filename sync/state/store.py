@@ -1015,6 +1015,19 @@ class StateStore:
             s.commit()
         return [int(i) for i in ids]
 
+    def inbox_held(self, tenant: str, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` are held as ``failed``/``dead`` for the tenant."""
+        out: set[str] = set()
+        with self.session() as s:
+            for chunk in iter_chunks(sorted(set(event_ids)), 500):
+                stmt = select(InboundEvent.event_id).where(
+                    InboundEvent.tenant == tenant,
+                    InboundEvent.event_id.in_(chunk),
+                    InboundEvent.status.in_(("failed", "dead")),
+                )
+                out.update(str(e) for e in s.exec(stmt).scalars())
+        return out
+
     def inbox_counts(self, tenant: str) -> dict[str, int]:
         """Inbox rows of a tenant per status (``erpsync status``)."""
         with self.session() as s:

@@ -159,7 +159,7 @@ def epi_targets(env: EpiEnv) -> tuple[list[str], dict[str, Mutator], dict[str, t
 
 
 def kasa_targets(env: KasaEnv) -> tuple[list[str], dict[str, Mutator], dict[str, tuple[str, str]]]:
-    env.day(receipts_per_shift=7)
+    shifts = env.day(receipts_per_shift=7)
     receipts = sorted(env.t.tables["receipts"])
     bad = dict(zip(receipts[:4], BAD_NUMBERS.values(), strict=False))
     targets: dict[str, Mutator] = {rid: set_item_field("quantity", value) for rid, value in bad.items()}
@@ -167,6 +167,8 @@ def kasa_targets(env: KasaEnv) -> tuple[list[str], dict[str, Mutator], dict[str,
     targets[receipts[5]] = set_field("cashier_name", LONG_TEXT)
     expect = {rid: ("items[0].quantity", "invalid_number") for rid in receipts[:4]}
     expect[receipts[4]] = ("cashier_name", "invalid_text")
+    targets[shifts[0]] = set_field("cash_balance", "abc")  # a bad shift: its receipts still land
+    expect[shifts[0]] = ("cash_balance", "invalid_number")
     return receipts, targets, expect
 
 
@@ -184,7 +186,7 @@ def test_pull_holds_bad_records_of_both_platforms_and_every_cursor_moves(
 
     assert summary.errors == []
     by_stream = {s.stream: s for s in summary.streams}
-    assert by_stream["withdrawals"].failed == 5 and by_stream["shifts"].failed == 5
+    assert by_stream["withdrawals"].failed == 5 and by_stream["shifts"].failed == 6
     landed = {r["remote_id"]: r for r in sql_sink.rows("withdrawals")}
     assert set(landed) == set(withdrawals) - set(epi_expect)
     assert landed[withdrawals[5]]["device_id"] == LONG_TEXT
@@ -192,7 +194,7 @@ def test_pull_holds_bad_records_of_both_platforms_and_every_cursor_moves(
     assert set(sales) == set(receipts) - set(kasa_expect)  # SmartKasa sales proceed
     assert sales[receipts[5]]["cashier_name"] == LONG_TEXT
     assert not {i["receipt_id"] for i in sql_sink.rows("receipt_items")} & set(kasa_expect)
-    assert len(sql_sink.rows("shifts")) == 2 and sql_sink.rows("z_reports") and sql_sink.rows("stock")
+    assert len(sql_sink.rows("shifts")) == 1 and sql_sink.rows("z_reports") and sql_sink.rows("stock")
     for platform, stream in [
         ("smartepi", s) for s in ("withdrawals", "returns", "exchanges", "training_records")
     ] + [("smartkasa", s) for s in ("shifts", "z_reports", "stock")]:
@@ -207,13 +209,13 @@ def test_pull_holds_bad_records_of_both_platforms_and_every_cursor_moves(
         assert (held[key].field, held[key].rule) == (field, rule)
         assert key[1] in held[key].message and field in held[key].message and rule in held[key].message
     problems = store.inbox_problems(tenant_id)
-    assert len(problems) == 10 and {p.status for p in problems} == {"failed"}
+    assert len(problems) == 11 and {p.status for p in problems} == {"failed"}
 
     again = pull_both(
         store, tenant_id, sql_sink, epi_client(epi_env, epi_bad), kasa_client(kasa_env, kasa_bad)
     )
     assert again.errors == [] and again.written == 0
-    assert len(store.inbox_problems(tenant_id)) == 10  # held once, not once per run
+    assert len(store.inbox_problems(tenant_id)) == 11  # held once, not once per run
 
 
 def test_a_failing_stream_stops_alone(store: StateStore, tenant_id: str, sql_sink: SqlSink) -> None:
