@@ -188,6 +188,9 @@ class Executor:
         self._reverse: dict[str, dict[str, dict[str, str]]] = {}
         self._sems = {p: asyncio.Semaphore(max(1, n)) for p, n in ctx.concurrency.items()}
         self._creating: dict[tuple[str, str], set[str]] = {}
+        # Batch creates sent but not verified yet (``verify_later``): bound after one read-back
+        # of the whole wave, so verifying costs one listing per entity, not one per batch.
+        self._unverified: dict[tuple[str, str], list[tuple[Action, CreateItem, int, Written]]] = {}
 
     # --- bookkeeping --------------------------------------------------------------------
 
@@ -444,9 +447,65 @@ class Executor:
                     await self._create_chunk(policy, chunk, attempt=0)
 
             await asyncio.gather(*(run_chunk(c) for c in chunks))
+            await self._verify_wave(policy)
             for a, _ in ready:
                 creating.discard(a.erp_key)
             pending = blocked
+
+    def _verify_later(self, policy: EntityPolicy) -> bool:
+        adapter = self.ctx.adapters[policy.platform]
+        verify_later = getattr(adapter, "verify_later", None)
+        return bool(verify_later and verify_later(policy.entity))
+
+    async def _verify_wave(self, policy: EntityPolicy) -> None:
+        """Match the wave's created records to its items (the batch answers' order is not
+        trusted), write their children, and bind them; an item no record matches is looked up
+        like any ambiguous create (found → adopted, absent → resent, a wave of its own)."""
+        key = (policy.platform, policy.entity)
+        adapter = self.ctx.adapters[policy.platform]
+        while self._unverified.get(key):
+            wave = self._unverified.pop(key)
+            try:
+                async with self._sems.setdefault(policy.platform, asyncio.Semaphore(8)):
+                    self._fence()
+                    outcomes = await adapter.finish_creates(  # type: ignore[attr-defined]
+                        policy.entity,
+                        [(item, w.remote_id) for _, item, _, w in wave],
+                        marker=policy.marker,
+                    )
+            except ErpsyncError as exc:
+                if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                    raise
+                self.ctx.store.set_intents([i for _, _, i, _ in wave], "unknown", error=f"verifying: {exc}")
+                for a, _item, _i, _w in wave:
+                    self._record(
+                        a, "deferred", f"created; verifying it failed ({exc}): resolved on the next run"
+                    )
+                continue
+            done: list[tuple[Action, Written, int]] = []
+            lost: list[tuple[Action, CreateItem, int]] = []
+            for (a, item, intent, _w), (remote_id, error) in zip(wave, outcomes, strict=True):
+                if remote_id is None:
+                    lost.append((a, item, intent))
+                elif error is None:
+                    done.append((a, Written(remote_id), intent))
+                else:  # the record exists; its children did not all land: the next plan pushes them
+                    self.ctx.store.save_base(
+                        self.ctx.tenant, a.platform, a.entity, a.erp_key, remote_id, a.agreed or a.payload
+                    )
+                    self.ctx.store.set_intent(intent, "done", remote_id=remote_id)
+                    self._note_binding(a.platform, a.entity, a.erp_key, remote_id)
+                    self._record(
+                        a, "deferred", f"created; writing its children failed: {error}", remote_id=remote_id
+                    )
+            self._bind_many(policy, done)
+            if lost:
+                self.ctx.store.set_intents(
+                    [i for _, _, i in lost], "unknown", error="no created record matches it"
+                )
+                left = await self._lookup_all(policy, lost)
+                if left:
+                    await self._create_chunk(policy, left, attempt=1)
 
     async def _create_chunk(
         self, policy: EntityPolicy, chunk: Sequence[tuple[Action, CreateItem]], *, attempt: int
@@ -600,6 +659,11 @@ class Executor:
             # The adapter could not map the answer: treat every item as ambiguous.
             store.set_intents(ids, "unknown", error="batch answer did not match the request")
             await self._create_chunk(policy, await self._lookup_all(policy, live), attempt=attempt + 1)
+            return
+        if self._verify_later(policy):
+            self._unverified.setdefault((policy.platform, policy.entity), []).extend(
+                (a, item, i, w) for (a, item, i), w in zip(live, written, strict=True)
+            )
             return
         self._bind_many(policy, [(a, w, i) for (a, _item, i), w in zip(live, written, strict=True)])
 

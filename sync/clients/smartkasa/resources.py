@@ -62,7 +62,8 @@ def _fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def _pages_left(body: Mapping[str, Any], per_page: int) -> int | None:
     """Pages after the first of a Kaminari list (``meta.total_pages``, else from ``total_count``)."""
-    meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+    raw = body.get("meta")
+    meta: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
     for name in ("total_pages", "total_count"):
         value = meta.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -221,7 +222,7 @@ class _BatchCreate(_Resource[ModelT]):
         return [(str(i), got.get(str(i), {})) for i in ids]
 
     async def _map_chunk(
-        self, chunk: list[Mapping[str, Any]], data: Any, marker: str | None
+        self, chunk: list[Mapping[str, Any]], data: Any, marker: str | None, verify: bool | None
     ) -> tuple[list[str | None], list[str], bool]:
         if not isinstance(data, list):
             raise E.ContractViolation("batch answer is not a list", platform=PLATFORM)
@@ -229,8 +230,21 @@ class _BatchCreate(_Resource[ModelT]):
             (str(e["id"]), e) for e in data if isinstance(e, dict) and e.get("id") is not None
         ]
         trusted = len(created) == len(data) == len(chunk)
-        if trusted and not self._api.settings.verify_batch_order:
+        if trusted and not (self._api.settings.verify_batch_order if verify is None else verify):
             return [i for i, _ in created], [], False
+        ids, leftovers = await self._match(chunk, created, marker)
+        return ids, leftovers, True
+
+    async def verify_created(
+        self, items: Sequence[Mapping[str, Any]], ids: Sequence[str], *, marker: str | None = None
+    ) -> tuple[list[str | None], list[str]]:
+        """Which of ``ids`` (created by earlier batches, answers not trusted) was made for which
+        item: one read-back of them all (a listing when cheaper), matched by marker, then keys."""
+        return await self._match(list(items), [(str(i), {}) for i in ids], marker)
+
+    async def _match(
+        self, chunk: list[Mapping[str, Any]], created: list[tuple[str, Mapping[str, Any]]], marker: str | None
+    ) -> tuple[list[str | None], list[str]]:
         keys = self.keys if marker is None else (field_key(marker), *self.keys)
         if any(keys[0](rec) is None for _, rec in created):
             created = await self._read_back([i for i, _ in created])
@@ -245,16 +259,16 @@ class _BatchCreate(_Resource[ModelT]):
                     marker,
                 )
             self.marker_lost = True
-        ids, leftovers = match_ids(chunk, created, keys)
-        return ids, leftovers, True
+        return match_ids(chunk, created, keys)
 
     async def iter_create_batches(
-        self, items: Sequence[Mapping[str, Any]], *, marker: str | None = None
+        self, items: Sequence[Mapping[str, Any]], *, marker: str | None = None, verify: bool | None = None
     ) -> AsyncIterator[BatchResult]:
         """Create ``items`` chunk by chunk, yielding each chunk's mapped ids as it lands.
 
         ``marker``: a field every item carries with a value unique to it (the ERP key); the
-        created records are matched to the items by it first.
+        created records are matched to the items by it first. ``verify=False``: a complete answer
+        is mapped by position, for a caller that verifies many batches at once (``verify_created``).
         """
         size = self._api.settings.batch_size
         done: list[str] = []
@@ -288,7 +302,7 @@ class _BatchCreate(_Resource[ModelT]):
                     url=url,
                 ) from None
             try:
-                ids, leftovers, verified = await self._map_chunk(chunk, data, marker)
+                ids, leftovers, verified = await self._map_chunk(chunk, data, marker, verify)
             except E.ClientError as exc:
                 raise BatchAmbiguous(
                     f"batch of {len(chunk)} {self.collection} created but its ids could not be mapped: {exc}",
@@ -319,10 +333,12 @@ class _BatchCreate(_Resource[ModelT]):
             done.extend(confirmed)
             yield BatchResult(offset=offset, items=chunk, ids=confirmed, verified=verified)
 
-    async def create_many(self, items: Sequence[Mapping[str, Any]], *, marker: str | None = None) -> list[str]:
+    async def create_many(
+        self, items: Sequence[Mapping[str, Any]], *, marker: str | None = None, verify: bool | None = None
+    ) -> list[str]:
         """Ids of the created records, in input order (errors carry ``done`` for earlier chunks)."""
         out: list[str] = []
-        async for result in self.iter_create_batches(items, marker=marker):
+        async for result in self.iter_create_batches(items, marker=marker, verify=verify):
             out.extend(result.ids)
         return out
 

@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sync.clients.smartkasa.client import SmartKasaClient
 from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
-from sync.errors import AmbiguousWrite, NotFound
+from sync.errors import AmbiguousWrite, ClientError, ErpsyncError, NotFound
+
+log = logging.getLogger(__name__)
 
 BATCHED = frozenset({"products", "categories"})
 _SERVER_FIELDS = frozenset(
@@ -176,6 +179,9 @@ class SmartKasaAdapter:
     ) -> list[Written]:
         res = self._res(entity)
         payloads = [dict(i.payload) for i in items]
+        if self.verify_later(entity):  # mapped by position; ``finish_creates`` verifies and writes cards
+            ids = await res.create_many(payloads, marker=marker, verify=False)
+            return [Written(str(i)) for i in ids]
         if entity in BATCHED:
             ids = await res.create_many(payloads, marker=marker)
         else:
@@ -188,6 +194,38 @@ class SmartKasaAdapter:
             for item, w in zip(items, written, strict=True):
                 await self._write_cards(w.remote_id, item.children.get("cards") or [], new=True)
         return written
+
+    def verify_later(self, entity: str) -> bool:
+        """Products: the batch answer holds ids only, so verifying it means reading the records
+        back. The executor gathers a wave of batches and calls ``finish_creates`` once for all:
+        one listing of the catalog instead of one per batch."""
+        return entity == "products" and self.client.settings.verify_batch_order
+
+    async def finish_creates(
+        self, entity: str, created: Sequence[tuple[CreateItem, str]], *, marker: str | None = None
+    ) -> list[tuple[str | None, Exception | None]]:
+        """Match created ids to their items (``None``: no record matches that item), then write
+        each product's stock cards; a card that fails is returned with its product's id."""
+        res = self._res(entity)
+        ids, leftovers = await res.verify_created(
+            [dict(item.payload) for item, _ in created], [rid for _, rid in created], marker=marker
+        )
+        if leftovers:
+            log.warning("smartkasa: %d created %s match no item (resolved by lookup)", len(leftovers), entity)
+        out: list[tuple[str | None, Exception | None]] = []
+        for (item, _), rid in zip(created, ids, strict=True):
+            if rid is None:
+                out.append((None, None))
+                continue
+            try:
+                await self._write_cards(rid, item.children.get("cards") or [], new=True)
+            except ErpsyncError as exc:
+                if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                    raise
+                out.append((rid, exc))
+                continue
+            out.append((rid, None))
+        return out
 
     async def _write_cards(self, product_id: str, cards: list[dict[str, Any]], *, new: bool) -> None:
         """New product: POST each card (nothing to find). Existing: upsert per shop. A card POST
