@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sync.clients.smartkasa.client import SmartKasaClient
+from sync.core.keys import fold
 from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
 from sync.errors import AmbiguousWrite, ClientError, ErpsyncError, NotFound
 
@@ -120,6 +121,19 @@ class SmartKasaAdapter:
         by the marker (no filter exists for ``alter_number``, contract §5.4). A query with
         neither, or with only a marker the platform is known not to keep, is unsearchable.
         """
+        if entity == "categories" and len(queries) > 1:  # few records: one listing serves all
+            listed = [self._split(entity, _record(m), None) async for m in self.client.categories.iterate()]
+            return [
+                [
+                    r
+                    for r in listed
+                    if fold(r.fields.get("title")) == fold(q.get("title"))
+                    and str(r.fields.get("parent_id") or "") == str(q.get("parent_id") or "")
+                ]
+                if q.get("title") not in (None, "")
+                else None
+                for q in queries
+            ]
         if entity != "products":
             out: list[list[RawRemote] | None] = []
             for q in queries:
