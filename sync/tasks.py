@@ -581,6 +581,7 @@ def apply_inbound(self: Task, tenant: str, event_ids: list[int]) -> Any:
 def pull_inbound(self: Task, tenant: str) -> Any:
     """Beat: pull platform transactions, shifts, receipts, Z-reports and stock into the ERP sink."""
     from sync.engine.pull import pull
+    from sync.engine.runtime import build_runtime
 
     with survivable(self, tenant, "pull") as allowed:
         if not allowed:
@@ -588,7 +589,16 @@ def pull_inbound(self: Task, tenant: str) -> Any:
         return _retrying(
             self,
             lambda: _jsonable(
-                _with_sink(tenant, lambda conf, sink: pull(runtime().store, tenant, conf, sink))
+                _with_sink(
+                    tenant,
+                    lambda conf, sink: pull(
+                        runtime().store,
+                        tenant,
+                        conf,
+                        sink,
+                        clients=build_runtime(runtime().settings, tenant, store=runtime().store).new_client,
+                    ),
+                )
             ),
         )
 

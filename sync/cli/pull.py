@@ -48,6 +48,7 @@ def pull_command(
 ) -> None:
     """Pull SmartEPI transactions and SmartKasa shifts, receipts, Z-reports and stock into the ERP sink."""
     from sync.engine.pull import pull
+    from sync.engine.runtime import build_runtime
 
     settings = settings_or_exit(config)
     start = _parse_since(since)
@@ -61,6 +62,7 @@ def pull_command(
                 tenant_id,
                 tenant_settings,
                 sink,
+                clients=build_runtime(settings, tenant_id, store=store).new_client,
                 since=start,
                 overlap=dt.timedelta(minutes=overlap_minutes),
                 streams=stream or None,

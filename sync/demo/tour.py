@@ -171,7 +171,7 @@ def _pull(pg: Playground, engine: Engine, out: Console) -> dict[str, Any]:
     tenant = engine.settings.tenants[pg.tenant]
     sink = open_sink(tenant, tenant_id=pg.tenant, store=engine.store)
     try:
-        summary = pull(engine.store, pg.tenant, tenant, sink)
+        summary = pull(engine.store, pg.tenant, tenant, sink, clients=engine.runtime(pg.tenant).new_client)
     finally:
         sink.close()
     data: dict[str, Any] = {"fetched": summary.fetched, "written": summary.written, "streams": {}}

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,28 +382,18 @@ class Puller:
         self.store.set_cursor(self.tenant, KASA, "stock", result.cursor_after)
 
 
-def _epi_client(tenant_id: str, settings: Any) -> Any:
-    from sync.clients.smartepi.client import SmartEPIClient
-
-    epi = settings.smartepi
-    return SmartEPIClient(epi.base_url, epi.api_key, account=tenant_id, timeout=epi.timeout_seconds)
+ClientFactory = Callable[[str], Any]
+"""Platform name → a new client the puller owns: ``TenantRuntime.new_clients``, so a pull shares
+the tenant's rate governor, token store and transports with the workers."""
 
 
-def _kasa_client(tenant_id: str, settings: Any) -> Any:
-    from sync.clients.smartkasa.client import SmartKasaClient
-    from sync.clients.smartkasa.config import SmartKasaSettings as ClientSettings
-
-    kasa = settings.smartkasa
-    config = ClientSettings(
-        base_url=kasa.base_url,
-        api_key=kasa.api_key,
-        phone_number=kasa.phone,
-        password=kasa.password,
-        auth_scheme=kasa.auth_scheme,
-        body_style=kasa.body_style,
-        timeout=kasa.timeout_seconds,
-    )
-    return SmartKasaClient(config, account=tenant_id)
+def _client_from(factory: ClientFactory | None, platform: str) -> Any:
+    if factory is None:
+        raise ConfigError(f"pull: no client for {platform}", hint="pass clients= (TenantRuntime.new_clients)")
+    client = factory(platform)
+    if client is None:
+        raise ConfigError(f"pull: {platform} is not configured for this tenant")
+    return client
 
 
 async def pull_async(
@@ -414,6 +404,7 @@ async def pull_async(
     *,
     epi_client: Any = None,
     kasa_client: Any = None,
+    clients: ClientFactory | None = None,
     since: dt.datetime | dt.date | None = None,
     now: dt.datetime | None = None,
     overlap: dt.timedelta = dt.timedelta(minutes=10),
@@ -443,14 +434,14 @@ async def pull_async(
     owned: list[Any] = []
     try:
         if tenant_settings.smartepi is not None and wanted & set(EPI_STREAMS):
-            await _pull_epi(puller, summary, wanted, epi_client, owned)
+            await _pull_epi(puller, summary, wanted, epi_client, owned, clients)
             try:
                 summary.inbox = process_inbox(store, tenant_id, tenant_settings, sink, now=run_start)
             except Exception as exc:  # the rows stay in the inbox with a backoff
                 summary.inbox_error = _error_text(exc)
                 log.warning("pull %s: inbox processing stopped: %s", tenant_id, summary.inbox_error)
         if tenant_settings.smartkasa is not None and wanted & set(KASA_STREAMS):
-            await _pull_kasa(puller, summary, wanted, kasa_client, owned)
+            await _pull_kasa(puller, summary, wanted, kasa_client, owned, clients)
     finally:
         for client in owned:
             await client.aclose()
@@ -458,12 +449,17 @@ async def pull_async(
 
 
 async def _pull_epi(
-    puller: Puller, summary: PullSummary, wanted: set[str], client: Any, owned: list[Any]
+    puller: Puller,
+    summary: PullSummary,
+    wanted: set[str],
+    client: Any,
+    owned: list[Any],
+    factory: ClientFactory | None,
 ) -> None:
     streams = [s for s in EPI_STREAMS if s in wanted]
     try:
         if client is None:
-            client = _epi_client(puller.tenant, puller.settings)
+            client = _client_from(factory, EPI)
             owned.append(client)
     except Exception as exc:  # a bad client setting fails SmartEPI's streams, not SmartKasa's
         summary.streams += [StreamResult(EPI, s, error=_error_text(exc)) for s in streams]
@@ -479,12 +475,17 @@ async def _pull_epi(
 
 
 async def _pull_kasa(
-    puller: Puller, summary: PullSummary, wanted: set[str], client: Any, owned: list[Any]
+    puller: Puller,
+    summary: PullSummary,
+    wanted: set[str],
+    client: Any,
+    owned: list[Any],
+    factory: ClientFactory | None,
 ) -> None:
     streams = [s for s in KASA_STREAMS if s in wanted]
     try:
         if client is None:
-            client = _kasa_client(puller.tenant, puller.settings)
+            client = _client_from(factory, KASA)
             owned.append(client)
     except Exception as exc:
         summary.streams += [StreamResult(KASA, s, error=_error_text(exc)) for s in streams]
@@ -508,6 +509,7 @@ def pull(
     *,
     epi_client: Any = None,
     kasa_client: Any = None,
+    clients: ClientFactory | None = None,
     since: dt.datetime | dt.date | None = None,
     now: dt.datetime | None = None,
     overlap: dt.timedelta = dt.timedelta(minutes=10),
@@ -523,6 +525,7 @@ def pull(
             sink,
             epi_client=epi_client,
             kasa_client=kasa_client,
+            clients=clients,
             since=since,
             now=now,
             overlap=overlap,

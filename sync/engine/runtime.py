@@ -81,7 +81,7 @@ class TenantRuntime:
         from sync.engine.adapters.smartkasa import SmartKasaAdapter
 
         platforms = [p for p in self.platforms() if only is None or p in set(only)]
-        clients = self._kept_clients(platforms) if self.keep_clients else self._new_clients(platforms)
+        clients = self._kept_clients(platforms) if self.keep_clients else self.new_clients(platforms)
         out: dict[str, PlatformAdapter] = {}
         if "smartepi" in clients:
             out["smartepi"] = SmartEPIAdapter(clients["smartepi"], owns_client=not self.keep_clients)
@@ -96,7 +96,7 @@ class TenantRuntime:
     def _kept_clients(self, platforms: list[Platform]) -> dict[str, Any]:
         missing = [p for p in platforms if p not in self._clients]
         if missing:
-            self._clients.update(self._new_clients(missing))
+            self._clients.update(self.new_clients(missing))
         return {p: self._clients[p] for p in platforms if p in self._clients}
 
     async def aclose(self) -> None:
@@ -105,7 +105,16 @@ class TenantRuntime:
         for client in clients:
             await client.aclose()
 
-    def _new_clients(self, platforms: list[Platform]) -> dict[str, Any]:
+    def new_client(self, platform: str) -> Any:
+        """One fresh client for ``platform`` (None when the tenant does not configure it)."""
+        return self.new_clients([platform]).get(platform)
+
+    def new_clients(self, platforms: Iterable[str]) -> dict[str, Any]:
+        """Fresh clients the caller owns (and closes), for ``platforms`` the tenant configures.
+
+        The one place clients are made: every caller (apply, pull, explain) shares the tenant's
+        Redis rate governor, its token store and the injected transports."""
+        platforms = list(platforms)
         from sync.clients.governor import RateLimits, make_governor
 
         out: dict[str, Any] = {}

@@ -50,3 +50,47 @@ def test_pull_command_backfills_into_jsonl(tmp_path: Path, serve: Any) -> None:
     assert bad.exit_code != 0
     unknown = runner.invoke(app, ["pull", "--config", str(path), "--stream", "nope"])
     assert unknown.exit_code == 1 and "unknown pull stream" in unknown.output
+
+
+def test_pull_shares_the_tenants_rate_governor(
+    tmp_path: Path, serve: Any, redis_url: str, monkeypatch: Any
+) -> None:
+    """Issue #15 item 1: the pull path built its own clients, with no Redis rate governor, so a
+    pull did not share the tenant's quota with the workers. Its clients now come from the runtime."""
+    import secrets
+
+    import redis
+
+    namespace = "pulltest" + secrets.token_hex(4)
+    monkeypatch.setenv("ERPSYNC_NAMESPACE", namespace)
+    env = EpiEnv()
+    env.generate("withdrawals", 30, seed=3)
+    server = serve(env.app)
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    env.bind_all(StateStore(state_url), "acme")
+    config = {
+        "state_url": state_url,
+        "redis_url": redis_url,
+        "tenants": {
+            "acme": {
+                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
+                "mappings": ["none.yaml"],
+                "smartepi": {"base_url": f"{server.url}/v1", "api_key": API_KEY},
+                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
+            }
+        },
+    }
+    path = tmp_path / "erpsync.yaml"
+    path.write_text(yaml.safe_dump(config))
+    got = CliRunner().invoke(
+        app, ["pull", "--config", str(path), "--since", "2000-01-01", "--stream", "withdrawals"]
+    )
+    assert got.exit_code == 0, got.output
+    r = redis.Redis.from_url(redis_url)
+    try:
+        keys = r.keys(f"{namespace}:erpsync:gov:smartepi:acme*")
+        assert keys, "the pull did not go through the tenant's Redis rate governor"
+        for k in keys:
+            r.delete(k)
+    finally:
+        r.close()
