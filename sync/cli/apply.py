@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sync.cli._common import ConfigOption, TenantOption, console, fail, settings_or_exit
 from sync.cli.inbound import inbound_status, print_inbound, retry_inbound
 from sync.core.plan import Plan
+from sync.engine.runs import run_dict
 from sync.errors import ErpsyncError
-
-
-@contextmanager
-def progress_bars(enabled: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[str, str, int], None]]]:
-    """Rich progress bars per entity (items, rate, ETA); no-ops when ``enabled`` is False."""
-    if not enabled:
-        yield (lambda plan: None), (lambda platform, entity, n: None)
-        return
-    bars = Progress(
-        TextColumn("[bold]{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>8}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-    tasks: dict[tuple[str, str], Any] = {}
-    started: dict[tuple[str, str], float] = {}
-    lock = threading.Lock()
-
-    def on_plan(plan: Plan) -> None:
-        totals: Counter[tuple[str, str]] = Counter()
-        for a in plan.actions:
-            totals[(a.platform, a.entity)] += 1
-        for key, total in totals.items():
-            tasks[key] = bars.add_task(f"{key[0]}/{key[1]}", total=total, rate="")
-
-    def advance(platform: str, entity: str, n: int) -> None:
-        with lock:
-            key = (platform, entity)
-            if key not in tasks:
-                tasks[key] = bars.add_task(f"{platform}/{entity}", total=None, rate="")
-            started.setdefault(key, time.monotonic())
-            task = tasks[key]
-            done = bars.tasks[task].completed + n
-            elapsed = max(time.monotonic() - started[key], 1e-6)
-            bars.update(task, advance=n, rate=f"{done / elapsed:,.0f}/s")
-
-    with bars:
-        yield on_plan, advance
+from sync.report.progress import progress_bars
 
 
 def apply_command(
@@ -91,7 +47,7 @@ def apply_command(
         tenant = plan.tenant
     engine = Engine(settings)
     try:
-        with progress_bars(not (quiet or as_json)) as (on_plan, advance):
+        with progress_bars(not (quiet or as_json), console) as (on_plan, advance):
             summary = engine.apply(
                 tenant, plan, mode="fast" if fast else "full", force=force, progress=advance, on_plan=on_plan
             )
@@ -107,40 +63,6 @@ def apply_command(
         if html:
             console.print(f"HTML report: [bold]{html}[/]")
     raise typer.Exit(0 if summary.status == "ok" else 1)
-
-
-def run_dict(engine: Any, run_id: int) -> dict[str, Any]:
-    """A run as plain data for the reports."""
-    run, items = engine.store.run(run_id)
-    if run is None:
-        return {}
-    return {
-        "run_id": run.id,
-        "tenant": run.tenant,
-        "kind": run.kind,
-        "mode": run.mode,
-        "status": run.status,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "duration": (run.finished_at - run.started_at).total_seconds() if run.finished_at else None,
-        "counts": run.counts,
-        "requests": run.requests,
-        "error": run.error,
-        "items": [
-            {
-                "platform": i.platform,
-                "entity": i.entity,
-                "erp_key": i.erp_key,
-                "action": i.action,
-                "outcome": i.outcome,
-                "remote_id": i.remote_id,
-                "request_id": i.request_id,
-                "detail": i.detail,
-            }
-            for i in items
-            if i.outcome != "ok" or i.detail
-        ],
-    }
 
 
 def status_command(
@@ -265,7 +187,7 @@ def retry_failed_command(
         released = 0
         for q in engine.store.quarantined(tid, stage="apply"):
             released += engine.store.release(tid, q.platform, q.entity, q.erp_key, stage="apply")
-        with progress_bars(not quiet) as (on_plan, advance):
+        with progress_bars(not quiet, console) as (on_plan, advance):
             summary = engine.apply(tid, progress=advance, on_plan=on_plan, kind="retry")
     except ErpsyncError as exc:
         raise fail(exc) from None

@@ -102,8 +102,9 @@ def run_tour(
     folder: Path | None = None, *, console: Console | None = None, employees: int = 120
 ) -> dict[str, Any]:
     """Run the demo; returns the figures it printed (tests read them)."""
-    from sync.cli.apply import progress_bars, run_dict
+    from sync.engine.runs import run_dict
     from sync.report import render_plan_html, render_plan_terminal, render_run_html, render_run_terminal
+    from sync.report.progress import progress_bars
 
     out = console or Console()
     root = folder or Path(tempfile.mkdtemp(prefix="erpsync-demo-"))
@@ -126,7 +127,7 @@ def run_tour(
         figures["first_plan"] = _counts(plan)
 
         out.print(Rule("2. Apply"))
-        with progress_bars(True) as (on_plan, advance):
+        with progress_bars(True, out) as (on_plan, advance):
             first = engine.apply(progress=advance, on_plan=on_plan)
         render_run_terminal(run_dict(engine, first.run_id), out)
         figures["first_apply"] = first.to_dict()
@@ -143,7 +144,7 @@ def run_tour(
         figures["second_plan"] = _counts(second_plan)
 
         out.print(Rule("5. Apply the changes"))
-        with progress_bars(True) as (on_plan, advance):
+        with progress_bars(True, out) as (on_plan, advance):
             second = engine.apply(progress=advance, on_plan=on_plan)
         run = run_dict(engine, second.run_id)
         render_run_terminal(run, out)

@@ -279,6 +279,8 @@ def _may_answer(e: dict[str, Any], key: tuple[str, ...]) -> bool:
         if q.get("number"):
             return str(q["number"]).strip() == key[2]
         return not {"q", "category_id", "subgroup_id", "shop_id"} & set(q)
+    if e["p"] == "smartkasa" and key[0] == "cards" and e["path"] == KASA + "/cards":
+        return not {"product_id", "shop_id"} & set(q)  # the card list comes whole (not paginated)
     if e["p"] == "smartkasa" and key[0] == "categories" and e["path"].endswith("/categories"):
         return str(q.get("parent_id") or "") == key[2]
     return False

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sync.clients.smartkasa.client import SmartKasaClient
 from sync.core.keys import fold
+from sync.core.normalize import normalize_value
 from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
 from sync.errors import AmbiguousWrite, ClientError, ErpsyncError, NotFound
 
@@ -46,6 +48,24 @@ _FIND_BY_NUMBER_MAX = 8  # more barcode lookups than this: one listing of the ca
 
 def _record(model: Any) -> dict[str, Any]:
     return model.model_dump() if hasattr(model, "model_dump") else dict(model)
+
+
+def _card_fields(product_id: str, card: Mapping[str, Any]) -> dict[str, Any]:
+    """What a card POST or PUT sends: product, shop, count, and ``counting_enabled`` when mapped."""
+    fields: dict[str, Any] = {
+        "product_id": product_id,
+        "shop_id": str(card.get("shop_id")),
+        "count": card.get("count") or 0,
+    }
+    if card.get("counting_enabled") is not None:
+        fields["counting_enabled"] = card["counting_enabled"]
+    return fields
+
+
+def _differs(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """A landed card differs from the wanted one in a field the mapping sets."""
+    a, b = _card(have), _card(want)
+    return any(normalize_value(a[k]) != normalize_value(b[k]) for k in _CARD_FIELDS if b[k] is not None)
 
 
 def _card(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,20 +246,61 @@ class SmartKasaAdapter:
         )
         if leftovers:
             log.warning("smartkasa: %d created %s match no item (resolved by lookup)", len(leftovers), entity)
-        out: list[tuple[str | None, Exception | None]] = []
-        for (item, _), rid in zip(created, ids, strict=True):
-            if rid is None:
-                out.append((None, None))
-                continue
+        errors: dict[int, Exception] = {}
+        unsure: list[tuple[int, str, dict[str, Any]]] = []  # card POSTs whose answer was lost
+        gate = asyncio.Semaphore(max(1, self.client.settings.max_connections))
+
+        async def post_cards(index: int, product_id: str, cards: list[dict[str, Any]]) -> None:
+            async with gate:
+                for card in cards:
+                    try:
+                        await self.client.cards.create(_card_fields(product_id, card))
+                    except AmbiguousWrite:
+                        unsure.append((index, product_id, card))
+                    except ErpsyncError as exc:
+                        if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                            raise
+                        errors[index] = exc
+
+        await asyncio.gather(
+            *(
+                post_cards(i, rid, item.children.get("cards") or [])
+                for i, ((item, _), rid) in enumerate(zip(created, ids, strict=True))
+                if rid is not None
+            )
+        )
+        if unsure:
+            await self._settle_cards(unsure, errors)
+        return [(rid, errors.get(i)) for i, rid in enumerate(ids)]
+
+    async def _settle_cards(
+        self, unsure: list[tuple[int, str, dict[str, Any]]], errors: dict[int, Exception]
+    ) -> None:
+        """Card POSTs whose answers were lost: one listing of every card (the card list is not
+        paginated, contract §5.5) tells which landed; a missing one is sent again (that listing
+        could have found it), a landed one with other values is updated, the rest is done."""
+        try:
+            listed: dict[tuple[str, str], dict[str, Any]] = {}
+            async for model in self.client.cards.iterate():
+                rec = _record(model)
+                listed.setdefault((str(rec.get("product_id")), str(rec.get("shop_id"))), rec)
+        except ErpsyncError as exc:
+            if exc.kind == "terminal" and not isinstance(exc, ClientError):
+                raise
+            for index, _pid, _c in unsure:
+                errors[index] = exc
+            return
+        for index, product_id, card in unsure:
+            have = listed.get((product_id, str(card.get("shop_id"))))
             try:
-                await self._write_cards(rid, item.children.get("cards") or [], new=True)
+                if have is None:
+                    await self._write_cards(product_id, [card], new=True)
+                elif _differs(have, card):
+                    await self.client.cards.update(str(have["id"]), _card_fields(product_id, card))
             except ErpsyncError as exc:
                 if exc.kind == "terminal" and not isinstance(exc, ClientError):
                     raise
-                out.append((rid, exc))
-                continue
-            out.append((rid, None))
-        return out
+                errors[index] = exc
 
     async def _write_cards(self, product_id: str, cards: list[dict[str, Any]], *, new: bool) -> None:
         """New product: POST each card (nothing to find). Existing: upsert per shop. A card POST
@@ -249,11 +310,8 @@ class SmartKasaAdapter:
             count = card.get("count") or 0
             enabled = card.get("counting_enabled")
             if new:
-                fields: dict[str, Any] = {"product_id": product_id, "shop_id": shop, "count": count}
-                if enabled is not None:
-                    fields["counting_enabled"] = enabled
                 try:
-                    await self.client.cards.create(fields)
+                    await self.client.cards.create(_card_fields(product_id, card))
                     continue
                 except AmbiguousWrite:
                     pass
