@@ -41,6 +41,7 @@ from sync.engine.adapters.base import CreateItem, PlatformAdapter, RawRemote, Wr
 from sync.errors import (
     AmbiguousWrite,
     ClientError,
+    ContractViolation,
     Duplicate,
     ErpsyncError,
     NotFound,
@@ -596,7 +597,7 @@ class Executor:
         except Unprocessable as exc:
             store.set_intent(intent, "failed", error=str(exc))
             self._quarantine(a, exc)
-        except AmbiguousWrite as exc:
+        except (AmbiguousWrite, ContractViolation) as exc:  # an answer we cannot read: it may have landed
             store.set_intent(intent, "unknown", error=str(exc))
             left = await self._lookup_all(policy, [(a, item, intent)])
             if left and attempt >= self.ctx.max_resends:
@@ -634,7 +635,7 @@ class Executor:
                 if part:
                     await self._create_chunk(policy, part, attempt=attempt)
             return
-        except AmbiguousWrite as exc:
+        except (AmbiguousWrite, ContractViolation) as exc:  # an answer we cannot read: it may have landed
             store.set_intents(ids, "unknown", error=str(exc))
             left = await self._lookup_all(policy, live)
             if not left:
