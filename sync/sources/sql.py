@@ -31,6 +31,10 @@ _EPOCH_TEXT = re.compile(r"[0-9]{9,}(?:\.[0-9]*)?")  # epoch seconds as text (se
 _INT_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)")
 
 
+class _EpochText(float):
+    """Epoch seconds compared with a text column that holds them."""
+
+
 def int_key(key: str) -> int | None:
     """The integer an ERP key names in an integer key column, or None if it names no row."""
     return int(key) if _INT_KEY.fullmatch(key) else None
@@ -102,7 +106,7 @@ class SqlSource:
             sep = "T" if sample.strip()[10:11] == "T" else " "
             return stamp.replace(tzinfo=None).isoformat(sep=sep)
         if isinstance(sample, str):  # epoch seconds kept as text: compare as numbers
-            return stamp.timestamp()
+            return _EpochText(stamp.timestamp())
         if sample is None and self.engine.dialect.name == "sqlite":
             return stamp.replace(tzinfo=None).isoformat(sep=" ")
         if isinstance(sample, dt.datetime) and sample.tzinfo is None:
@@ -150,8 +154,9 @@ class SqlSource:
                 )
             param = self._since_param(entity, ec, ec.updated_at, since)
             target = self._q(ec.updated_at)
-            if isinstance(param, float) and self.engine.dialect.name != "sqlite":
-                target = f"CAST({target} AS DOUBLE PRECISION)"  # epoch text on a typed database
+            if isinstance(param, _EpochText):  # compare numbers, not text ("999…" > "1000…")
+                param = float(param)
+                target = f"CAST({target} AS DOUBLE PRECISION)"
             sql += f" WHERE {target} >= :since"
             params["since"] = param
         return self._rows(entity, sql, params, ec.key)
