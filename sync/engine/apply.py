@@ -813,12 +813,17 @@ class Executor:
             and policy.fields[k].direction != "pull"
             and normalize_value(v) != normalize_value(remote.get(k))
         }
+
         # Children the lookup did not return (SmartKasa cards) or that differ are written too:
         # a create whose answer was lost may have stopped before its children were written.
+        def mapped(name: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            keep = policy.child_fields.get(name)  # unmapped child fields are never drift
+            return entries if keep is None else [{k: v for k, v in e.items() if k in keep} for e in entries]
+
         children = {
             name: entries
             for name, entries in a.children.items()
-            if name not in found.children or not _same_children(entries, found.children[name])
+            if name not in found.children or not _same_children(entries, mapped(name, found.children[name]))
         }
         version = found.version
         if diff or children:
