@@ -434,71 +434,50 @@ async def pull_async(
     owned: list[Any] = []
     try:
         if tenant_settings.smartepi is not None and wanted & set(EPI_STREAMS):
-            await _pull_epi(puller, summary, wanted, epi_client, owned, clients)
+            await _pull_platform(puller, summary, EPI, wanted, epi_client, owned, clients)
             try:
                 summary.inbox = process_inbox(store, tenant_id, tenant_settings, sink, now=run_start)
             except Exception as exc:  # the rows stay in the inbox with a backoff
                 summary.inbox_error = _error_text(exc)
                 log.warning("pull %s: inbox processing stopped: %s", tenant_id, summary.inbox_error)
         if tenant_settings.smartkasa is not None and wanted & set(KASA_STREAMS):
-            await _pull_kasa(puller, summary, wanted, kasa_client, owned, clients)
+            await _pull_platform(puller, summary, KASA, wanted, kasa_client, owned, clients)
     finally:
         for client in owned:
             await client.aclose()
     return summary
 
 
-async def _pull_epi(
+async def _pull_platform(
     puller: Puller,
     summary: PullSummary,
+    platform: str,
     wanted: set[str],
     client: Any,
     owned: list[Any],
     factory: ClientFactory | None,
 ) -> None:
-    streams = [s for s in EPI_STREAMS if s in wanted]
+    """Each wanted stream of one platform inside its own error boundary (``Puller.run``)."""
+    streams = [s for s in (EPI_STREAMS if platform == EPI else KASA_STREAMS) if s in wanted]
     try:
         if client is None:
-            client = _client_from(factory, EPI)
+            client = _client_from(factory, platform)
             owned.append(client)
-    except Exception as exc:  # a bad client setting fails SmartEPI's streams, not SmartKasa's
-        summary.streams += [StreamResult(EPI, s, error=_error_text(exc)) for s in streams]
+    except Exception as exc:  # a bad client setting fails this platform's streams, not the other's
+        summary.streams += [StreamResult(platform, s, error=_error_text(exc)) for s in streams]
         return
+    kasa = {"shifts": puller.shifts, "z_reports": puller.z_reports, "stock": puller.stock}
     before = client.counters.total
     for stream in streams:
 
         async def work(result: StreamResult, stream: str = stream) -> None:
-            await puller.smartepi(client, stream, result)
+            if platform == EPI:
+                await puller.smartepi(client, stream, result)
+            else:
+                await kasa[stream](client, result)
 
-        summary.streams.append(await puller.run(StreamResult(EPI, stream), work))
-    summary.requests[EPI] = client.counters.total - before
-
-
-async def _pull_kasa(
-    puller: Puller,
-    summary: PullSummary,
-    wanted: set[str],
-    client: Any,
-    owned: list[Any],
-    factory: ClientFactory | None,
-) -> None:
-    streams = [s for s in KASA_STREAMS if s in wanted]
-    try:
-        if client is None:
-            client = _client_from(factory, KASA)
-            owned.append(client)
-    except Exception as exc:
-        summary.streams += [StreamResult(KASA, s, error=_error_text(exc)) for s in streams]
-        return
-    before = client.counters.total
-    methods = {"shifts": puller.shifts, "z_reports": puller.z_reports, "stock": puller.stock}
-    for stream in streams:
-
-        async def work(result: StreamResult, method: Any = methods[stream]) -> None:
-            await method(client, result)
-
-        summary.streams.append(await puller.run(StreamResult(KASA, stream), work))
-    summary.requests[KASA] = client.counters.total - before
+        summary.streams.append(await puller.run(StreamResult(platform, stream), work))
+    summary.requests[platform] = client.counters.total - before
 
 
 def pull(
