@@ -42,3 +42,28 @@ def test_a_long_lived_session_keeps_the_redaction_set_bounded() -> None:
     del session
     gc.collect()
     assert registered_count() == baseline  # a closed session's tokens are dropped
+
+
+def test_a_new_session_keeps_its_tokens_masked_after_an_old_one_is_collected() -> None:
+    """Slots are numbered, not keyed by id(): a reused id must not forget the new session's tokens."""
+
+    async def login_as(token: str) -> TokenSet:
+        return TokenSet(access=token, refresh=token + "-refresh")
+
+    for i in range(50):
+        old = SessionManager(
+            login=lambda i=i: login_as(f"old-session-token-{i:03d}"),
+            refresh=lambda _t: login_as("x"),
+            store=MemoryTokenStore(),
+        )
+        asyncio.run(old.access_token())
+        del old  # its slots are queued to be forgotten
+        new = SessionManager(
+            login=lambda i=i: login_as(f"new-session-token-{i:03d}"),
+            refresh=lambda _t: login_as("x"),
+            store=MemoryTokenStore(),
+        )
+        asyncio.run(new.access_token())
+        gc.collect()
+        assert scrub(f"new-session-token-{i:03d}") == MASK
+        del new

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import itertools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from sync.redact import forget_slots, register_secret
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_MARGIN = dt.timedelta(minutes=5)
+_session_numbers = itertools.count(1)
 
 
 def parse_timestamp(value: Any) -> dt.datetime | None:
@@ -160,7 +162,10 @@ class SessionManager:
         self.refreshes = 0
         # Redaction slots: each renewal replaces this session's tokens in the redaction set
         # instead of adding to it; they are dropped when the session is gone.
-        self._slots = (f"smartkasa-session-{id(self)}:access", f"smartkasa-session-{id(self)}:refresh")
+        # A counter, not id(self): a new session can reuse a collected one's id while the old
+        # slot is still queued to be forgotten, which would drop the new session's tokens.
+        n = next(_session_numbers)
+        self._slots = (f"smartkasa-session-{n}:access", f"smartkasa-session-{n}:refresh")
         weakref.finalize(self, forget_slots, *self._slots)
 
     def __repr__(self) -> str:
