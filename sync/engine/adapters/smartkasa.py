@@ -303,13 +303,28 @@ class SmartKasaAdapter:
                 errors[index] = exc
 
     async def _write_cards(self, product_id: str, cards: list[dict[str, Any]], *, new: bool) -> None:
-        """New product: POST each card (nothing to find). Existing: upsert per shop. A card POST
-        whose answer is lost is resolved by the upsert's lookup, never blindly resent."""
+        """New product: POST each card (nothing to find). Existing: one lookup of the product's
+        cards, then PUT what differs and POST what is missing. A card POST whose answer is lost
+        is resolved by the upsert's lookup, never blindly resent."""
+        known: dict[str, dict[str, Any]] | None = None
+        if not new and len(cards) > 1:  # one request for all shops instead of one per card
+            known = {}
+            async for model in self.client.cards.iterate(product_id=product_id):
+                rec = _record(model)
+                if str(rec.get("product_id")) == str(product_id):
+                    known.setdefault(str(rec.get("shop_id")), rec)
         for card in cards:
             shop = str(card.get("shop_id"))
             count = card.get("count") or 0
             enabled = card.get("counting_enabled")
-            if new:
+            have = known.get(shop) if known is not None else None
+            if have is not None:
+                if _differs(have, card):
+                    await self.client.cards.update(str(have["id"]), _card_fields(product_id, card))
+                continue
+            # POST first on a new product, or when the product's card list (a lookup that could
+            # have found this card) did not show it.
+            if new or known is not None:
                 try:
                     await self.client.cards.create(_card_fields(product_id, card))
                     continue
