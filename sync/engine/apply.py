@@ -460,8 +460,8 @@ class Executor:
 
     async def _verify_wave(self, policy: EntityPolicy) -> None:
         """Match the wave's created records to its items (the batch answers' order is not
-        trusted), write their children, and bind them; an item no record matches is looked up
-        like any ambiguous create (found → adopted, absent → resent, a wave of its own)."""
+        trusted), write their children, and bind them; an item no record matches was created all
+        the same (its batch answered), so it is held for a person, never resent."""
         key = (policy.platform, policy.entity)
         adapter = self.ctx.adapters[policy.platform]
         while self._unverified.get(key):
@@ -501,12 +501,19 @@ class Executor:
                     )
             self._bind_many(policy, done)
             if lost:
-                self.ctx.store.set_intents(
-                    [i for _, _, i in lost], "unknown", error="no created record matches it"
-                )
-                left = await self._lookup_all(policy, lost)
-                if left:
-                    await self._create_chunk(policy, left, attempt=1)
+                # The batch answered 2xx with one id per item, so these records exist; the
+                # read-back just cannot tell which is whose (a marker the platform altered,
+                # identical items). Resending would duplicate them: hold them for a person.
+                unmatched = sorted({w.remote_id for _, _, _, w in wave} - {w.remote_id for _, w, _ in done})
+                for a, _item, intent in lost:
+                    why = (
+                        f"{HELD}: {policy.platform} created {policy.entity} {a.erp_key!r} (the batch "
+                        f"answered), but no record read back matches it; it is one of "
+                        f"{', '.join(unmatched[:10])}. Run `erpsync resolve {policy.entity} {a.erp_key} "
+                        "--remote-id ID` with its id."
+                    )
+                    self.ctx.store.set_intent(intent, "unknown", error=why)
+                    self._record(a, "held", why)
 
     async def _create_chunk(
         self, policy: EntityPolicy, chunk: Sequence[tuple[Action, CreateItem]], *, attempt: int

@@ -213,3 +213,29 @@ def test_shuffled_batch_ids_and_dropped_answers_bind_every_row_to_its_own_produc
     for sku, remote_id in bindings.items():
         assert products[remote_id]["alter_number"] == sku  # bound to its own product
     assert not engine.plan().actions
+
+
+def test_created_records_that_cannot_be_told_apart_are_held_not_resent(
+    playground: MakePlayground, tmp_path: Path
+) -> None:
+    """No marker, no barcode, one title: the batch answered, so the products exist, but a
+    read-back cannot tell which is whose. They are held for a person, never created again."""
+    pg = playground(
+        "twins",
+        employees=4,
+        products_epi=2,
+        products_kasa=3,
+        seed=7,
+        kasa_batch=10,
+        mappings=_mapping_without_alter_number(tmp_path, extra="marker: false"),
+    )
+    _drop_barcodes(pg)
+    with sqlite3.connect(pg.erp_path) as conn:
+        conn.execute("UPDATE kasa_products SET title = 'Same product'")
+    engine = Engine(pg.settings())
+    first = engine.apply()
+    assert sum(n for k, n in first.counts.items() if k.endswith("products/create/held")) == 3, first.counts
+    assert len(_products(pg)) == 3
+    second = engine.apply()
+    assert len(_products(pg)) == 3  # never resent
+    assert second.status == "partial"
