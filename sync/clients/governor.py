@@ -311,12 +311,21 @@ class RedisGovernor:
         holder["timer"] = loop.call_later(self.lease / 2, self._keep_alive, slot_id, holder)
 
     async def _acquire_remote(self, slot_id: str) -> None:
-        _, acquire, _, _ = self._conn()
+        client, acquire, _, _ = self._conn()
         lim = self.limits
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
         while True:
             ok, wait = await acquire(
                 keys=self._keys, args=[lim.rate, lim.burst, lim.concurrency, self.lease, slot_id]
             )
+            if task is not None and task.cancelling() > asked:
+                # redis-py 8 sends every command through ``asyncio.wait_for``, which on Python
+                # < 3.12 can swallow a cancellation that lands as the reply arrives (CPython
+                # gh-86296): without this check a cancelled caller would loop here forever.
+                if int(ok) == 1:
+                    await asyncio.shield(client.zrem(self._keys[1], slot_id))
+                raise asyncio.CancelledError
             if int(ok) == 1:
                 return
             seconds = float(wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -282,3 +283,45 @@ def test_two_processes_share_one_budget(redis_url, redis_key, tmp_path):
     # The pair together is held to the shared rate: 64 requests need (64 - 4) / 40 s at least.
     span = max(b for _, b in intervals) - min(a for a, _ in intervals)
     assert span >= (64 - 4) / 40 * 0.95
+
+
+class _SwallowingRedis:
+    """A Redis client whose script call swallows a cancellation that lands as its reply
+    arrives, as ``asyncio.wait_for`` does on Python < 3.12 (CPython gh-86296) and redis-py 8
+    sends every command through it. The cap is always full, so acquiring never succeeds."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.removed: list[str] = []
+
+    def register_script(self, _source: str):
+        async def script(keys, args):
+            self.calls += 1
+            with contextlib.suppress(asyncio.CancelledError):  # the reply "arrived" at once
+                await asyncio.sleep(0.01)
+            return [0, "-1"]
+
+        return script
+
+    async def zrem(self, _key: str, member: str) -> int:
+        self.removed.append(member)
+        return 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_redis_acquire_honours_a_cancellation_the_redis_client_swallowed():
+    fake = _SwallowingRedis()
+    gov = RedisGovernor(lambda: fake, "k", RateLimits(rate=100, burst=10, concurrency=1), lease=5.0)
+
+    async def go() -> None:
+        waiter = asyncio.create_task(gov._acquire_remote("me"))
+        while fake.calls == 0:
+            await asyncio.sleep(0)
+        waiter.cancel()
+        done, _ = await asyncio.wait({waiter}, timeout=5.0)
+        assert done, "a cancelled acquire kept looping after the client swallowed the cancellation"
+        assert waiter.cancelled()
+
+    asyncio.run(go())
