@@ -260,6 +260,7 @@ class Settings(BaseSettings):
     state_url: str = "sqlite:///erpsync-state.db"
     redis_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (docs/deployment.md)
     report_dir: Path = Path("reports")
     # Fernet key(s) that encrypt platform session tokens in the state store (comma-separated,
     # first one encrypts); default $ERPSYNC_SECRET_KEY. None: tokens are kept in memory only.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -17,10 +16,9 @@ def demo_command(
 ) -> None:
     """Run the whole loop against local sandboxes: plan, apply, change both sides, plan, apply, pull."""
     from sync.demo.tour import run_tour
-    from sync.redact import install_log_redaction
+    from sync.observability.logging import setup_logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    setup_logging("WARNING", "text")  # erpsync --log-level / --log-format win
     figures = run_tour(folder, console=console, employees=employees)
     raise typer.Exit(0 if figures.get("converged") else 1)
 

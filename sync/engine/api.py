@@ -8,6 +8,7 @@ intent log, the bindings and the bases make the second run a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import contextlib
 import datetime as dt
 import gc
@@ -37,6 +38,7 @@ from sync.engine.apply import (
 )
 from sync.engine.runtime import TenantRuntime, build_runtime
 from sync.errors import ClientError, ConfigError, ErpsyncError, SourceError, utcnow
+from sync.observability.logging import bind_log_context, log_context
 from sync.redact import scrub
 from sync.settings import Settings
 from sync.sources.base import key_str, try_timestamp
@@ -180,7 +182,9 @@ class Engine:
         if self._runner is None:
             self._runner = asyncio.Runner()
         try:
-            return self._runner.run(coro)
+            # In the caller's context, not the runner's first one: the log context (tenant, run
+            # id) set by this call's caller reaches the engine's tasks.
+            return self._runner.run(coro, context=contextvars.copy_context())
         finally:
             self._runner.run(_cancel_leftovers())
 
@@ -378,7 +382,8 @@ class Engine:
         keys: Mapping[str, set[str]] | None = None,
     ) -> RunSummary:
         """Resolve open intents, then apply ``plan`` (refused when stale) or a fresh plan."""
-        with self.store.pinned():  # one state-store connection for the run's many short transactions
+        # log_context: records logged during the run carry its tenant, kind and id (bound in _apply)
+        with self.store.pinned(), log_context(kind=kind):  # one state-store connection for the run
             return self._apply(tenant_id, plan, mode, force, fence, progress, on_plan, kind, keys)
 
     def _apply(
@@ -397,6 +402,7 @@ class Engine:
         run_id = self.store.start_run(
             rt.tenant_id, kind, mode if plan is None else plan.mode, plan.hash if plan else None
         )
+        bind_log_context(tenant=rt.tenant_id, run_id=run_id)
         started = time.monotonic()
 
         only = None

@@ -237,7 +237,15 @@ class Executor:
         if self.ctx.progress:
             self.ctx.progress(a.platform, a.entity, 1)
         if outcome in ("failed", "deferred", "held"):
-            log.warning("%s/%s %s %s: %s", a.platform, a.entity, a.erp_key, outcome, scrub(detail))
+            log.warning(
+                "%s/%s %s %s: %s",
+                a.platform,
+                a.entity,
+                a.erp_key,
+                outcome,
+                scrub(detail),
+                extra={"platform": a.platform, "entity": a.entity, "key": a.erp_key, "request_id": request_id},
+            )
 
     def _quarantine(
         self, a: Action, exc: StatusError | Unresolved | str, rule: str = "platform_rejected"
