@@ -117,12 +117,42 @@ class RateLimit(_Strict):
     concurrency: int = Field(8, ge=1, le=256)
 
 
+def check_proxy_url(value: str | None) -> str | None:
+    """A proxy URL: http, https, socks5 or socks5h, with a host; its password is masked in logs."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
+        raise ValueError(
+            "proxy must be a URL such as http://proxy.example:3128 (schemes: http, https, socks5, socks5h)"
+        )
+    register_secret(parts.password)
+    return value
+
+
+def check_http_settings(model: Any) -> Any:
+    if model.transport == "lean" and model.proxy:
+        raise ValueError(
+            "transport: lean connects directly and cannot use a proxy; use transport: stock or remove proxy"
+        )
+    return model
+
+
 class SmartEPISettings(_Strict):
     base_url: str
     api_key: SecretStr
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     rate: RateLimit = Field(default_factory=RateLimit)
     timeout_seconds: float = Field(30.0, gt=0)
+    # HTTP (docs/configuration.md, docs/decisions/0001-lean-transport.md): stock = httpx's own,
+    # honours HTTP(S)_PROXY/NO_PROXY; lean = less client CPU, direct connections only.
+    transport: Literal["stock", "lean"] = "stock"
+    proxy: str | None = None  # http://[user:password@]host:port (default: the environment's)
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)
+
+    _check_proxy = field_validator("proxy")(classmethod(lambda cls, v: check_proxy_url(v)))
+    _check_http = model_validator(mode="after")(lambda self: check_http_settings(self))
     # Webhook signature recipe (smartepi.md §4, undocumented upstream): configurable.
     signature_key_includes_prefix: bool = True
     signature_tolerance_seconds: int = Field(300, ge=1, le=300)
@@ -141,6 +171,14 @@ class SmartKasaSettings(_Strict):
     refresh_margin_seconds: int = Field(300, ge=0)
     rate: RateLimit = Field(default_factory=RateLimit)
     timeout_seconds: float = Field(30.0, gt=0)
+    # HTTP (docs/configuration.md, docs/decisions/0001-lean-transport.md): stock = httpx's own,
+    # honours HTTP(S)_PROXY/NO_PROXY; lean = less client CPU, direct connections only.
+    transport: Literal["stock", "lean"] = "stock"
+    proxy: str | None = None  # http://[user:password@]host:port (default: the environment's)
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)
+
+    _check_proxy = field_validator("proxy")(classmethod(lambda cls, v: check_proxy_url(v)))
+    _check_http = model_validator(mode="after")(lambda self: check_http_settings(self))
     shops: dict[str, int] = Field(default_factory=dict)  # ERP shop code -> SmartKasa shop id
 
     _check_url = field_validator("base_url")(classmethod(lambda cls, v: check_base_url(v)))

@@ -29,6 +29,9 @@ def worker(
 ) -> None:
     """Run a Celery worker: change events, reconciles and inbound webhooks."""
     from sync import celery_app
+    from sync.observability.logging import connect_celery
+
+    connect_celery()  # the worker logs through erpsync's handler: task lines, text or JSON
 
     settings = settings_or_exit(config)
     try:
@@ -59,6 +62,9 @@ def beat(
 ) -> None:
     """Run Celery beat: per-tenant reconciles, the SQL watermark poll, the inbox relay. Run exactly one."""
     from sync import celery_app
+    from sync.observability.logging import connect_celery
+
+    connect_celery()  # beat logs through erpsync's handler: what it schedules, text or JSON
 
     settings = settings_or_exit(config)
     try:
@@ -99,7 +105,8 @@ def serve(
         app = create_app(settings)
     except ErpsyncError as exc:
         raise fail(exc) from None
-    uvicorn.run(app, host=host, port=port, log_level=level)
+    # log_config=None: uvicorn's loggers go through erpsync's handler (text or JSON, redacted)
+    uvicorn.run(app, host=host, port=port, log_level=level, log_config=None)
 
 
 def notify(
