@@ -118,15 +118,13 @@ class RateLimit(_Strict):
 
 
 def check_proxy_url(value: str | None) -> str | None:
-    """A proxy URL: http, https, socks5 or socks5h, with a host; its password is masked in logs."""
+    """A proxy URL (http or https) with a host; its password is masked in logs."""
     if value is None or not value.strip():
         return None
     value = value.strip()
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-        raise ValueError(
-            "proxy must be a URL such as http://proxy.example:3128 (schemes: http, https, socks5, socks5h)"
-        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("proxy must be a URL such as http://proxy.example:3128 (http or https)")
     register_secret(parts.password)
     return value
 

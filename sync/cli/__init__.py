@@ -15,14 +15,40 @@ import sys
 import typer
 
 from sync.errors import ErpsyncError
+from sync.observability.logging import LogFormatChoice, LogLevelChoice, set_overrides
 
 app = typer.Typer(
     name="erpsync",
     help="Synchronize an ERP with SmartEPI and SmartKasa: plan, apply, and bring data back.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"erpsync {version('erpsync')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("erpsync (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    log_format: LogFormatChoice | None = typer.Option(None, help="Log lines as text or JSON."),
+    log_level: LogLevelChoice | None = typer.Option(
+        None, case_sensitive=False, help="Log level (default: the config's log_level)."
+    ),
+) -> None:
+    """Synchronize an ERP with SmartEPI and SmartKasa: plan, apply, and bring data back."""
+    set_overrides(log_level and log_level.value, log_format and log_format.value)  # over the config
 
 
 def _discover() -> None:

@@ -26,8 +26,25 @@ err_console = Console(stderr=True)
 
 
 def settings_or_exit(config: Path | None) -> Settings:
+    """The settings, or one error line and exit 1. Without a config file (no ``--config``, no
+    ``$ERPSYNC_CONFIG``) the environment must configure a tenant or ``state_url``: otherwise a
+    command would create a state file in the current directory for nothing."""
+    import os
+
+    from sync.errors import ConfigError
+
     try:
         settings = load_settings(config)
+        if (
+            config is None
+            and not os.environ.get("ERPSYNC_CONFIG")
+            and not settings.tenants
+            and "state_url" not in settings.model_fields_set
+        ):
+            raise ConfigError(
+                "no configuration file",
+                hint="pass --config FILE or set ERPSYNC_CONFIG",
+            )
     except ErpsyncError as exc:
         fail(exc)
     setup_logging(settings.log_level, settings.log_format)  # --log-level / --log-format win

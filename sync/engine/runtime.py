@@ -138,7 +138,7 @@ class TenantRuntime:
                 epi.api_key,
                 account=self.tenant_id,
                 governor=gov,
-                transport=self.transports.get("smartepi"),
+                transport=self.transports.get("smartepi") or _transport(epi),
                 timeout=epi.timeout_seconds,
                 max_connections=max(epi.rate.concurrency, 4),
             )
@@ -169,12 +169,25 @@ class TenantRuntime:
                 client_settings,
                 account=self.tenant_id,
                 governor=gov,
-                transport=self.transports.get("smartkasa"),
+                transport=self.transports.get("smartkasa") or _transport(kasa),
                 token_store=StateTokenStore(
                     self.store, self.tenant_id, token_cipher(self.settings.secrets_key)
                 ),
             )
         return out
+
+
+def _transport(platform: Any) -> httpx.AsyncBaseTransport:
+    """A platform client's transport from its settings: ``transport`` (stock|lean), ``proxy``,
+    ``max_response_bytes`` (``sync.clients.http.default_transport``)."""
+    from sync.clients.http import default_transport
+
+    return default_transport(
+        max(platform.rate.concurrency, 4),
+        kind=platform.transport,
+        proxy=platform.proxy,
+        max_response_bytes=platform.max_response_bytes,
+    )
 
 
 def build_runtime(
