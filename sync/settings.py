@@ -412,10 +412,56 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _sqlite_relative_to(url: Any, base: Path) -> Any:
+    """A SQLite URL whose file path is relative, made absolute against ``base``."""
+    if not isinstance(url, str) or not url.startswith("sqlite"):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the settings model reports it
+    db = parsed.database
+    if not db or db == ":memory:" or db.startswith("file:") or Path(db).is_absolute():
+        return url
+    return parsed.set(database=str(base / db)).render_as_string(hide_password=False)
+
+
+def resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """Paths written in the config file are relative to its folder, not to the current directory:
+    the SQLite ``state_url`` (also the default one), ``report_dir`` (also the default), each
+    tenant's SQLite ERP URL, file source directory, sink URL and sink directory."""
+
+    def path(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str(base / value)
+        return value
+
+    data["state_url"] = _sqlite_relative_to(data.get("state_url", "sqlite:///erpsync-state.db"), base)
+    data["report_dir"] = path(data.get("report_dir", "reports"))
+    for tenant in (data.get("tenants") or {}).values():
+        if not isinstance(tenant, dict):
+            continue
+        erp, sink = tenant.get("erp"), tenant.get("sink")
+        if isinstance(erp, dict):
+            if erp.get("kind", "sql") == "sql" and "url" in erp:
+                erp["url"] = _sqlite_relative_to(erp["url"], base)
+            elif erp.get("kind") == "files" and "directory" in erp:
+                erp["directory"] = path(erp["directory"])
+        if isinstance(sink, dict):
+            if "url" in sink:
+                sink["url"] = _sqlite_relative_to(sink["url"], base)
+            if "directory" in sink:
+                sink["directory"] = path(sink["directory"])
+
+
 def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Load the YAML file (``$ERPSYNC_CONFIG`` when ``path`` is None) plus env overrides.
 
-    Relative mapping paths are resolved against the config file's folder.
+    Relative paths in the file (mappings, SQLite URLs, directories) are resolved against the
+    config file's folder (``resolve_relative_paths``); environment overrides are taken as given.
     """
     data: dict[str, Any] = {}
     source = "environment"
@@ -430,6 +476,16 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
             raise ConfigError(
                 f"{file}: no such file", hint="pass --config FILE or set ERPSYNC_CONFIG"
             ) from None
+        except IsADirectoryError:
+            raise ConfigError(
+                f"{file}: is a directory, not a configuration file",
+                hint="pass the YAML file itself, e.g. --config config.yaml",
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise ConfigError(
+                f"{file}: cannot read: {reason}", hint="check the path and its permissions"
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark is not None else ""
@@ -443,6 +499,7 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
                 tenant["mappings"] = [
                     str((base / m).resolve()) if not Path(m).is_absolute() else m for m in tenant["mappings"]
                 ]
+        resolve_relative_paths(data, base)
     if overrides:
         data.update(overrides)
     try:
