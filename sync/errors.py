@@ -138,6 +138,15 @@ class RequestTimeout(TransportError):
     pass
 
 
+class ResponseTooLarge(ClientError):
+    """An answer bigger than the platform's ``max_response_bytes``: not read, not retried."""
+
+    default_hint = (
+        "raise max_response_bytes in the tenant's platform settings if such answers are expected,"
+        " or ask for smaller pages"
+    )
+
+
 class AmbiguousWrite(ClientError):
     """A non-idempotent write (POST) may have been committed: timeout after sending,
     reset, 5xx, truncated body. Never resend blindly: look the record up first."""

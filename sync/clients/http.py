@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import re
 import ssl
@@ -42,24 +41,27 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
 
+from sync.clients import httpx_hooks
 from sync.clients.governor import Governor, InProcessGovernor, RateLimits
 from sync.clients.retry import Decision, RetryPolicy, classify_exception, decide, parse_retry_after
-from sync.clients.transport import LeanTransport
+from sync.clients.transport import DEFAULT_MAX_RESPONSE_BYTES, LeanTransport, StockTransport
 from sync.errors import (
     AmbiguousWrite,
     BadRequest,
     ClientError,
+    ConfigError,
     ConnectFailed,
     Forbidden,
     MethodNotAllowed,
     NotFound,
     RateLimited,
     RequestTimeout,
+    ResponseTooLarge,
     ServerError,
     StatusError,
     TransportError,
@@ -67,7 +69,8 @@ from sync.errors import (
     Unprocessable,
 )
 from sync.errors import Conflict as ConflictError
-from sync.redact import redact, scrub
+from sync.observability import metrics
+from sync.redact import redact, register_secret, scrub
 
 log = logging.getLogger("sync.clients.http")
 
@@ -199,22 +202,50 @@ def shared_ssl_context() -> ssl.SSLContext:
         return _ssl_context
 
 
+TransportKind = Literal["stock", "lean"]
+
+
 def default_transport(
-    max_connections: int = 16, *, verify: ssl.SSLContext | None = None
+    max_connections: int = 16,
+    *,
+    kind: TransportKind = "stock",
+    proxy: str | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    verify: ssl.SSLContext | None = None,
 ) -> httpx.AsyncBaseTransport:
-    """The transport a client uses when none is given: ``LeanTransport`` (an HTTP/1.1
-    keep-alive pool on asyncio protocols, see ``sync.clients.transport`` for why) with the
-    shared TLS context. ``ERPSYNC_HTTP_TRANSPORT=httpx`` in the environment selects httpx's
-    own transport instead (same pool limits and TLS context; about 2.5x the client CPU per
-    request), an escape hatch should a server or middlebox disagree with the lean one."""
+    """The transport of a platform client (the ``transport`` and ``proxy`` platform settings).
+
+    ``stock`` (the default): httpx's own stack (``StockTransport``), which honours
+    ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` and ``proxy``. ``lean``: ``LeanTransport``,
+    about a third of the client CPU per request, for high-volume tenants; it connects directly,
+    so it refuses a ``proxy``. Both use the shared TLS context and cap response bodies at
+    ``max_response_bytes``. See docs/decisions/0001-lean-transport.md."""
     context = verify or shared_ssl_context()
-    if os.environ.get("ERPSYNC_HTTP_TRANSPORT", "lean").strip().lower() == "httpx":
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        return httpx.AsyncHTTPTransport(verify=context, limits=limits)
-    return LeanTransport(
+    if kind == "lean":
+        if proxy:
+            raise ConfigError(
+                "the lean transport connects directly and cannot use a proxy",
+                hint="set transport: stock for this platform, or remove proxy",
+            )
+        return LeanTransport(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            ssl_context=context,
+            max_response_bytes=max_response_bytes,
+        )
+    if kind != "stock":
+        raise ConfigError(f"unknown transport {kind!r}", hint="use transport: stock or transport: lean")
+    if proxy:
+        try:
+            password = httpx.URL(proxy).password
+        except (httpx.InvalidURL, TypeError, ValueError):
+            password = None
+        register_secret(password)  # a proxy's credentials never show in logs or errors
+    return StockTransport(
         max_connections=max_connections,
-        max_keepalive_connections=max_connections,
         ssl_context=context,
+        proxy=proxy,
+        max_response_bytes=max_response_bytes,
     )
 
 
@@ -244,32 +275,31 @@ class RequestLoop:
         )
         self.retry = retry or RetryPolicy()
         self.counters = RequestCounters()
+        self.metrics = metrics.client(self.platform, account, getattr(self.governor, "limits", None))
         self._sleep = sleep
         self._rng = rng
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # The transport: the one given (tests, wrappers), else the default (``stock``: httpx's
+        # own, proxy-aware). Proxies are the transport's business: this client reads none.
+        self._transport: httpx.AsyncBaseTransport = (
+            transport if transport is not None else default_transport(max_connections)
+        )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport if transport is not None else default_transport(max_connections),
+            transport=self._transport,
             timeout=timeout,
-            limits=limits,
             follow_redirects=False,
-            verify=shared_ssl_context(),
+            trust_env=False,
         )
         # Hot path (see ``_send``): requests are built once, with an absolute URL, and handed
-        # straight to the client's transport, skipping what AsyncClient.send adds and this loop
-        # never uses (base-URL merging, cookie jar, auth flow, redirects, event hooks): about
-        # half of httpx's client CPU per request.
-        # The transport for base_url (the client's own: httpx reads no environment proxies
-        # when a transport is given).
-        self._transport: httpx.AsyncBaseTransport = self._http._transport_for_url(httpx.URL(self.base_url))
+        # straight to the transport, skipping what AsyncClient.send adds and this loop never
+        # uses (base-URL merging, cookie jar, auth flow, redirects, event hooks): about half of
+        # httpx's client CPU per request. The client above only supplies default headers and
+        # timeouts, and closes the transport.
         base = httpx.URL(self.base_url)
-        self._host = base.raw_host
-        # Request URLs under base_url are made from its parsed form (see ``_url``): the
-        # private ``_uri_reference`` of httpx 0.28 (pinned), used only when the base is plain.
-        self._base_url_obj = base
-        ref = base._uri_reference
-        plain_base = ref.query is None and ref.fragment is None and _plain_path(ref.path or "/")
-        self._base_ref = ref if plain_base else None
+        # Request URLs under a plain base_url are made from its parsed form (see ``_url``),
+        # through ``httpx_hooks`` (None when the private hook is missing: public parsing).
+        raw_base = base.raw_path.decode("ascii")
+        self._join = httpx_hooks.plain_url_joiner(base) if _plain_path(raw_base) else None
         self._extensions = {"timeout": self._http.timeout.as_dict()}
         self._default_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self._http.headers.raw}
         self._default_lower = {k.lower(): k for k in self._default_headers}
@@ -314,14 +344,10 @@ class RequestLoop:
         params=query)`` makes it. A plain path (already percent-encoded, no dot segments, no
         query) is joined to the parsed base directly, skipping httpx's character-by-character
         re-validation of the whole URL (about a tenth of the client CPU of a small GET)."""
-        ref = self._base_ref
-        if ref is None or not _plain_path(path):
+        join = self._join
+        if join is None or not _plain_path(path):
             return httpx.URL(self._absolute(path), params=query or None)
-        url = httpx.URL(self._base_url_obj)
-        url._uri_reference = ref._replace(
-            path=ref.path + path, query=str(httpx.QueryParams(query)) if query else None
-        )
-        return url
+        return join(path, query)
 
     def _absolute(self, path: str) -> str:
         """``path`` under ``base_url`` (as AsyncClient's base-URL merge: one ``/`` between them)."""
@@ -333,10 +359,7 @@ class RequestLoop:
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         """Send on the transport and read the whole body (the connection goes back to the pool)."""
-        transport = self._transport
-        if request.url.raw_host != self._host:  # an absolute URL to another origin
-            transport = self._http._transport_for_url(request.url)
-        response = await transport.handle_async_request(request)
+        response = await self._transport.handle_async_request(request)
         response.request = request
         try:
             await response.aread()
@@ -385,15 +408,35 @@ class RequestLoop:
         while True:
             attempt += 1
             request = self._build(method, path, query, json, await self.auth_headers(), headers)
-            started = time.perf_counter()
+            started = sent = time.perf_counter()
             try:
                 async with self.governor.slot():
-                    response = await self._send(request)
+                    sent = self.metrics.slot_taken(started)  # governor wait, in-flight + 1
+                    try:
+                        response = await self._send(request)
+                    finally:
+                        self.metrics.slot_freed()
+            except ResponseTooLarge as exc:
+                self.counters.add(method, template, "too_large")
+                self.metrics.request(method, template, "too_large", time.perf_counter() - sent)
+                url = scrub(self._absolute(path))
+                if not idempotent:
+                    self.metrics.ambiguous(method)
+                    raise AmbiguousWrite(
+                        f"{method} answered with more than max_response_bytes:"
+                        " the write may have been applied",
+                        cause=exc,
+                        platform=self.platform,
+                        method=method,
+                        url=url,
+                    ) from None
+                raise ResponseTooLarge(exc.message, platform=self.platform, method=method, url=url) from None
             except httpx.TransportError as exc:
                 failure = classify_exception(exc)
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 outcome = "connect" if failure == "connect" else ("timeout" if timed_out else "sent")
                 self.counters.add(method, template, outcome)
+                self.metrics.request(method, template, outcome, time.perf_counter() - sent)
                 log.info(
                     "%s %s %s %s failed: %s", self.platform, method, template, outcome, type(exc).__name__
                 )
@@ -406,12 +449,16 @@ class RequestLoop:
                     rng=self._rng,
                 )
                 if decision.retry:
+                    self.metrics.retry(outcome)
                     spent += decision.delay
                     await self._sleep(decision.delay)
                     continue
+                if decision.ambiguous:
+                    self.metrics.ambiguous(method)
                 url = scrub(self._absolute(path))  # built on error paths only (regex work)
                 raise self._transport_error(method, url, exc, decision, timed_out) from None
             self.counters.add(method, template, response.status_code)
+            self.metrics.request(method, template, response.status_code, time.perf_counter() - sent)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "%s %s %s -> %s in %.1f ms",
@@ -435,11 +482,13 @@ class RequestLoop:
                         rng=self._rng,
                     )
                     if decision.retry:
+                        self.metrics.retry("body")
                         spent += decision.delay
                         await self._sleep(decision.delay)
                         continue
                     url = scrub(self._absolute(path))
                     if decision.ambiguous:
+                        self.metrics.ambiguous(method)
                         raise AmbiguousWrite(
                             f"{method} {status} with an unreadable body: outcome unknown",
                             platform=self.platform,
@@ -476,12 +525,14 @@ class RequestLoop:
                 if penalty > 0:
                     await self.governor.penalize(penalty)
             if decision.retry:
+                self.metrics.retry(status)
                 spent += decision.delay
                 await self._sleep(decision.delay)
                 continue
             url = scrub(self._absolute(path))
             error = self.map_error(method, url, response)
             if decision.ambiguous:
+                self.metrics.ambiguous(method)
                 ambiguous = AmbiguousWrite(
                     f"{method} answered {status}: the write may have been applied",
                     cause=error,

@@ -1,17 +1,27 @@
-"""A lean HTTP/1.1 transport for httpx on asyncio protocols (the clients' default transport).
+"""The clients' HTTP transports: httpx's own (the default) and a lean one (opt-in).
 
-Why: measured with ``bench/clients.py`` (GET one record, 8 in flight, 50 ms latency), the
-client CPU per request was 0.9-1.1 ms on httpx's own transport (httpcore and h11: pool
-bookkeeping and locks, h11's event state machine, per-read cancel scopes, response streams
-wrapped three deep), 0.50-0.65 ms on aiohttp behind a minimal httpx transport adapter, and
-0.33-0.39 ms on this one (target 0.5 ms). ``httpx-aiohttp`` 0.2 was also ruled out for
-correctness: it maps every ``aiohttp.ClientConnectionError``, server disconnects after the
-request was sent included, to ``httpx.ConnectTimeout`` ("nothing was sent"), which would let
-an ambiguous POST look safe to retry. This transport does one HTTP/1.1 exchange per pooled
-connection with one ``transport.write``, parses the answer in ``data_received`` and hands back
-a ``httpx.Response`` whose body is already read. It is a plain ``httpx.AsyncBaseTransport``,
-so ``httpx.AsyncClient``, ``httpx.MockTransport`` in tests and wrapping transports keep
-working, and a client given ``transport=httpx.AsyncHTTPTransport()`` runs on httpx's own.
+``StockTransport`` (``transport: stock``, the default) is httpx's own stack: an
+``httpx.AsyncClient`` with its ``AsyncHTTPTransport`` (httpcore, h11), built the way httpx
+builds it when no transport is given, so it honours ``HTTP_PROXY``/``HTTPS_PROXY``/
+``ALL_PROXY``/``NO_PROXY`` in the environment and the platform's ``proxy`` setting, and its
+connects try a host's addresses in turn (anyio's happy eyeballs). The platforms' quotas
+(tens of requests per second) make client CPU a minor cost; a stock, proxy-aware stack is
+worth more to users. See docs/decisions/0001-lean-transport.md.
+
+``LeanTransport`` (``transport: lean``) is for high-volume tenants where client CPU matters.
+Measured with ``bench/clients.py`` (GET one record, 8 in flight, 50 ms latency), the client
+CPU per request was 0.9-1.1 ms on httpx's own transport (httpcore and h11: pool bookkeeping
+and locks, h11's event state machine, per-read cancel scopes, response streams wrapped three
+deep), 0.50-0.65 ms on aiohttp behind a minimal httpx transport adapter, and 0.33-0.39 ms on
+this one. ``httpx-aiohttp`` 0.2 was also ruled out for correctness: it maps every
+``aiohttp.ClientConnectionError``, server disconnects after the request was sent included,
+to ``httpx.ConnectTimeout`` ("nothing was sent"), which would let an ambiguous POST look safe
+to retry. This transport does one HTTP/1.1 exchange per pooled connection with one
+``transport.write``, parses the answer in ``data_received`` and hands back a
+``httpx.Response`` whose body is already read. It is a plain ``httpx.AsyncBaseTransport``, so
+``httpx.AsyncClient``, ``httpx.MockTransport`` in tests and wrapping transports keep working.
+It connects directly: it reads no proxy settings (``transport: lean`` with ``proxy`` set is
+refused by the settings).
 
 What it does:
 
@@ -19,11 +29,17 @@ What it does:
   ``max_keepalive_connections`` idle ones, an idle connection is dropped after
   ``keepalive_expiry`` seconds or as soon as its peer closes it or sends unsolicited bytes;
   waiting for a free connection is bounded by the ``pool`` timeout (``httpx.PoolTimeout``);
+- connects try every address the host resolves to, a new attempt starting every
+  ``happy_eyeballs_delay`` seconds while earlier ones are pending (RFC 8305, asyncio's
+  ``happy_eyeballs_delay``), the first to succeed wins: an unreachable first address (an IPv6
+  address without a route, a dead A record) costs that delay, not the connect timeout;
 - request bodies: bytes (``Content-Length``, as httpx prepares them) or streamed, sent
   chunked when the request says ``Transfer-Encoding: chunked``;
 - response framing: ``Content-Length``, ``chunked`` (trailers skipped) or, without either,
   the body runs to the connection's close; no body for HEAD, 1xx, 204 and 304; interim 1xx
   answers are skipped; ``Connection: close`` and HTTP/1.0 answers end the connection;
+- a response size cap: a body over ``max_response_bytes`` (announced by ``Content-Length`` or
+  met while reading) fails with ``sync.errors.ResponseTooLarge`` and closes the connection;
 - the whole body is read before the response is returned (a streamed read is not supported:
   every caller in this project reads the whole body), and content codings (gzip…) are left
   to ``httpx.Response``, which decodes them as usual;
@@ -50,7 +66,13 @@ from collections.abc import AsyncIterable, Iterable
 
 import httpx
 
-__all__ = ["LeanTransport"]
+from sync.clients import httpx_hooks
+from sync.errors import ResponseTooLarge
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "LeanTransport", "StockTransport"]
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+HAPPY_EYEBALLS_DELAY = 0.25  # seconds between connect attempts to a host's addresses (RFC 8305)
 
 Origin = tuple[bytes, bytes, int]
 
@@ -109,9 +131,11 @@ def _parse_head(
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one exchange at a time, parsed as the bytes arrive."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, origin: Origin) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, origin: Origin, cap: int) -> None:
         self.loop = loop
         self.origin = origin
+        self.cap = cap  # the largest response body accepted
+        self._got = 0  # chunked body bytes so far
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.closed = False  # connection lost (or closed by us)
@@ -306,7 +330,7 @@ class _Connection(asyncio.Protocol):
         """Parse what has arrived; resolve the waiter once the response is complete."""
         try:
             self._parse()
-        except httpx.RemoteProtocolError as exc:
+        except (httpx.RemoteProtocolError, ResponseTooLarge) as exc:
             self._fail(exc)
 
     def _parse(self) -> None:
@@ -359,6 +383,8 @@ class _Connection(asyncio.Protocol):
                     )
                 return
             elif state == _UNTIL_CLOSE:
+                if len(buf) > self.cap:
+                    raise _too_large(self.cap, f"more than {self.cap:,} bytes received")
                 if self.eof:
                     if self.lost is not None:
                         self._fail(httpx.ReadError(str(self.lost) or type(self.lost).__name__))
@@ -404,6 +430,7 @@ class _Connection(asyncio.Protocol):
                 self._state = _CHUNKED
                 self._chunk = -1
                 self._parts = []
+                self._got = 0
             else:  # a coding the body ends with no length: it runs to the close
                 self._keep_alive = False
                 self._state = _UNTIL_CLOSE
@@ -411,6 +438,8 @@ class _Connection(asyncio.Protocol):
             if not length.isdigit() or len(length) > 18:
                 raise httpx.RemoteProtocolError(f"malformed Content-Length {length[:30]!r}")
             self._remaining = int(length)
+            if self._remaining > self.cap:
+                raise _too_large(self.cap, f"Content-Length {self._remaining:,}")
             self._state = _LENGTH
         else:
             self._keep_alive = False
@@ -448,6 +477,9 @@ class _Connection(asyncio.Protocol):
                     if size == 0:
                         self._state = _TRAILER
                         continue
+                    self._got += size
+                    if self._got > self.cap:
+                        raise _too_large(self.cap, f"more than {self.cap:,} bytes announced in chunks")
                     self._chunk = size
                 if len(buf) - pos < size + 2:
                     return False
@@ -459,6 +491,10 @@ class _Connection(asyncio.Protocol):
         finally:
             if pos:
                 del buf[:pos]
+
+
+def _too_large(cap: int, what: str) -> ResponseTooLarge:
+    return ResponseTooLarge(f"the answer is larger than max_response_bytes ({cap:,} bytes): {what}")
 
 
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
@@ -476,9 +512,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         max_keepalive_connections: int | None = None,
         keepalive_expiry: float | None = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
+        self._cap = max_response_bytes
+        self._happy_eyeballs_delay = happy_eyeballs_delay
         self._max = max_connections
         self._max_idle = max_connections if max_keepalive_connections is None else max_keepalive_connections
         self._expiry = keepalive_expiry
@@ -570,11 +612,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, origin),
+                    lambda: _Connection(loop, origin, self._cap),
                     host.decode("ascii"),
                     port,
                     ssl=context,
                     server_hostname=host.decode("ascii") if context is not None else None,
+                    happy_eyeballs_delay=self._happy_eyeballs_delay,
                 )
         except TimeoutError:
             self._wake()
@@ -673,7 +716,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         response.request = request
         if not _has_coding(result.headers):
             # Identity body: it is the content (httpx would copy it through three iterators).
-            response._content = result.body
+            httpx_hooks.set_content(response, result.body)
         return response
 
     async def aclose(self) -> None:
@@ -688,3 +731,88 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
 def _has_coding(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(len(name) == 16 and name.lower() == b"content-encoding" for name, _ in headers)
+
+
+class StockTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, picked per URL exactly as ``httpx.AsyncClient`` picks it.
+
+    Inside is an ``httpx.AsyncClient`` built with no transport of its own, so httpx mounts
+    its ``AsyncHTTPTransport`` and, for a ``proxy`` or the environment's proxy variables
+    (``trust_env``), a proxy transport per scheme with ``NO_PROXY`` exclusions. Requests go to
+    the transport httpx chose for their URL (``httpx_hooks.send_function``: the private
+    ``_transport_for_url`` when present, else ``AsyncClient.send``). The body is read here,
+    with the ``max_response_bytes`` cap (``sync.errors.ResponseTooLarge``), and the response
+    comes back already read, like ``LeanTransport``'s.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 16,
+        max_keepalive_connections: int | None = None,
+        keepalive_expiry: float | None = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections
+            if max_keepalive_connections is None
+            else max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
+        )
+        self._client = httpx.AsyncClient(
+            verify=ssl_context if ssl_context is not None else True,
+            limits=limits,
+            proxy=proxy,
+            trust_env=trust_env,
+            follow_redirects=False,
+        )
+        self._send = httpx_hooks.send_function(self._client)
+        self._cap = max_response_bytes
+
+    def __repr__(self) -> str:
+        return f"StockTransport(direct={httpx_hooks.transport_for_url_available(self._client)})"
+
+    def transport_for(self, url: httpx.URL | str) -> httpx.AsyncBaseTransport | None:
+        """The httpx transport a request to ``url`` goes through (a proxy's, or the direct one);
+        None when the httpx hook to tell is missing. For diagnostics and tests."""
+        return httpx_hooks.transport_for_url(self._client, httpx.URL(url))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        cap = self._cap
+        response = await self._send(request)
+        parts: list[bytes] = []
+        try:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > cap:
+                raise _too_large(cap, f"Content-Length {int(declared):,}")
+            got = 0
+            async for chunk in response.aiter_raw():
+                got += len(chunk)
+                if got > cap:
+                    raise _too_large(cap, f"more than {cap:,} bytes received")
+                parts.append(chunk)
+        finally:
+            await response.aclose()
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        extensions = {
+            k: response.extensions[k] for k in ("http_version", "reason_phrase") if k in response.extensions
+        }
+        out = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(body),
+            extensions=extensions,
+            request=request,
+        )
+        if "content-encoding" not in response.headers:
+            httpx_hooks.set_content(out, body)
+        return out
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

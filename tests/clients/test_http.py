@@ -363,4 +363,4 @@ def test_request_urls_are_exactly_what_httpx_would_build(base, path, query):
     assert built.raw_path == expected.raw_path and built.netloc == expected.netloc
     assert built == expected
     if path in ("/things", "/things/a%2Fb%20c", "/v1.2/file.json"):
-        assert _plain_path(path) and client._base_ref is not None  # the fast path was taken
+        assert _plain_path(path) and client._join is not None  # the fast path was taken

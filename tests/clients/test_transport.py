@@ -1,4 +1,4 @@
-"""LeanTransport (the clients' default transport) against scripted raw HTTP/1.1 servers."""
+"""LeanTransport (the clients' opt-in ``transport: lean``) against scripted raw HTTP/1.1 servers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from sync.clients.http import RequestLoop, default_transport
 from sync.clients.retry import RetryPolicy
-from sync.clients.transport import LeanTransport
+from sync.clients.transport import LeanTransport, StockTransport
 from sync.errors import AmbiguousWrite, ConnectFailed
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -491,14 +491,12 @@ class Loop(RequestLoop):
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 
 
-@pytest.mark.parametrize(("choice", "kind"), [(None, LeanTransport), ("httpx", httpx.AsyncHTTPTransport)])
+@pytest.mark.parametrize(("choice", "kind"), [("stock", StockTransport), ("lean", LeanTransport)])
 def test_request_loop_on_the_default_transport_maps_failures(monkeypatch, choice, kind):
-    """Both default transports (the lean one, and httpx's own behind ERPSYNC_HTTP_TRANSPORT)
+    """Both transports (httpx's own, the default, and the lean one behind ``transport: lean``)
     class the same failures the same way: a lost answer to a POST is ambiguous, to a GET retried."""
-    if choice is None:
-        monkeypatch.delenv("ERPSYNC_HTTP_TRANSPORT", raising=False)
-    else:
-        monkeypatch.setenv("ERPSYNC_HTTP_TRANSPORT", choice)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         line, _, _ = await read_request(reader)
@@ -509,8 +507,10 @@ def test_request_loop_on_the_default_transport_maps_failures(monkeypatch, choice
 
     async def main() -> None:
         async with serve(handler) as server:
-            assert isinstance(default_transport(4), kind)
-            async with Loop(server.url, account="a", retry=FAST, timeout=2) as client:
+            assert isinstance(default_transport(4), StockTransport)  # the default
+            transport = default_transport(4, kind=choice)
+            assert isinstance(transport, kind)
+            async with Loop(server.url, account="a", retry=FAST, timeout=2, transport=transport) as client:
                 ok = await client.request("GET", "/ok")
                 assert ok.data == {"data": 1} and ok.request_id == "r1"
                 with pytest.raises(AmbiguousWrite):
@@ -521,7 +521,8 @@ def test_request_loop_on_the_default_transport_maps_failures(monkeypatch, choice
                 assert not isinstance(caught.value, AmbiguousWrite)
                 assert server.connections - before == FAST.max_attempts  # retried, fresh connections
             url = server.url
-        async with Loop(url, account="a", retry=FAST, timeout=2) as client:
+        transport = default_transport(4, kind=choice)
+        async with Loop(url, account="a", retry=FAST, timeout=2, transport=transport) as client:
             with pytest.raises(ConnectFailed):
                 await client.request("POST", "/things", json={})  # nothing was sent: not ambiguous
 
