@@ -47,6 +47,7 @@ TASK_ROUTES = {
     "erpsync.relay_inbox": {"queue": "inbound"},
     "erpsync.pull_inbound": {"queue": "inbound"},
     "erpsync.maintenance": {"queue": "inbound"},
+    "erpsync.check_alerts": {"queue": "inbound"},
 }
 
 
@@ -83,6 +84,15 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "args": (),
             "kwargs": {},
             "options": {**TASK_ROUTES["erpsync.maintenance"], "expires": maintain},
+        }
+    if any(t.alerts is not None for t in settings.tenants.values()):  # sync/alerts/tasks.py
+        check = float(settings.alerts_check_seconds)
+        schedule["check-alerts"] = {
+            "task": "erpsync.check_alerts",
+            "schedule": check,
+            "args": (),
+            "kwargs": {},
+            "options": {**TASK_ROUTES["erpsync.check_alerts"], "expires": check},
         }
     return schedule
 

@@ -64,7 +64,7 @@ def settings() -> Settings:
     return _settings
 
 
-app = Celery("erpsync", include=["sync.tasks"])
+app = Celery("erpsync", include=["sync.tasks", "sync.alerts.tasks"])
 app.add_defaults(lambda: build_config(settings()))
 
 

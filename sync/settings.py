@@ -36,6 +36,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sync.alerts.settings import AlertSettings
 from sync.errors import ConfigError
 from sync.redact import register_secret
 from sync.sources.config import SourceConfig
@@ -217,6 +218,7 @@ class TenantSettings(_Strict):
     schedule: Schedule = Field(default_factory=Schedule)
     safety_share: float = Field(0.2, gt=0, le=1)
     derive_identification: str | None = "ERP-{erp_key}"
+    alerts: AlertSettings | None = None  # docs/deployment.md "Alerts"
 
     @field_validator("mappings")
     @classmethod
@@ -311,6 +313,9 @@ class Settings(BaseSettings):
     celery: CelerySettings = Field(default_factory=CelerySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    # `erpsync serve` /status: Authorization: Bearer <token> (or its login form); unset, refused
+    operator_token: SecretStr | None = Field(None, min_length=16)
+    alerts_check_seconds: int = Field(60, ge=10)  # beat: evaluate every tenant's alerts
 
     @field_validator("secrets_key")
     @classmethod
@@ -511,11 +516,15 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
 
 
 def _register_secrets(settings: Settings) -> None:
+    if settings.operator_token is not None:
+        register_secret(settings.operator_token.get_secret_value())
     if settings.secrets_key is not None:
         for key in settings.secrets_key.get_secret_value().split(","):
             register_secret(key.strip())
     for tenant in settings.tenants.values():
         secrets: list[SecretStr | None] = [tenant.event_token]
+        if tenant.alerts:
+            secrets += tenant.alerts.secrets()
         if tenant.smartepi:
             secrets += [tenant.smartepi.api_key, *tenant.smartepi.webhook_secrets]
         if tenant.smartkasa:

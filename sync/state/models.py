@@ -234,3 +234,37 @@ class AdoptedEdit(SQLModel, table=True):
     resolution: str = Field(default="pulled", max_length=16)  # pulled | conflict_reported | remote_wins
     detected_at: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
     consumed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AlertState(SQLModel, table=True):
+    """An alert condition of a tenant that fired (``sync.alerts``): one row from the firing
+    until its "resolved" message is sent, so each condition sends one message each way.
+    ``claimed_at`` is the delivery claim (evaluators in several processes never send the
+    same message twice; a failed delivery is retried once the claim lapses)."""
+
+    __tablename__ = "alert_states"
+    __table_args__ = (UniqueConstraint("tenant", "condition", name="uq_alert_state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    condition: str = Field(max_length=128)
+    state: str = Field(default="firing", max_length=16)  # firing | resolved
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    announced: bool = False  # the firing message was delivered
+    attempts: int = 0
+    claimed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    since: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
+class AlertCounter(SQLModel, table=True):
+    """Per-tenant counters the alert conditions read: webhook signature failures in a row,
+    and when alerts first watched the tenant (the start of "no successful reconcile")."""
+
+    __tablename__ = "alert_counters"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = 0
+    since: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)

@@ -34,6 +34,8 @@ from sync.errors import StateError, utcnow
 from sync.state.db import ensure_schema, get_engine
 from sync.state.models import (
     AdoptedEdit,
+    AlertCounter,
+    AlertState,
     BaseSnapshot,
     Binding,
     Cursor,
@@ -1344,6 +1346,168 @@ class StateStore:
                     break
         return out
 
+    # --- alerts (sync.alerts) -----------------------------------------------------
+
+    def alert_states(self, tenant: str) -> list[AlertState]:
+        with self.session() as s:
+            stmt = select(AlertState).where(AlertState.tenant == tenant).order_by(AlertState.id)
+            return list(s.exec(stmt).scalars())
+
+    def alert_open(self, tenant: str, condition: str, summary: str) -> bool:
+        """Record that ``condition`` fired; False when it already has a row (another process)."""
+        with self.session() as s:
+            s.add(AlertState(tenant=tenant, condition=condition, summary=summary[:4000]))
+            try:
+                s.commit()
+                return True
+            except IntegrityError:
+                s.rollback()
+                return False
+
+    def alert_transition(self, alert_id: int, frm: str, to: str, *, free_before: dt.datetime) -> bool:
+        """``frm`` → ``to`` unless a delivery holds the row (claimed after ``free_before``)."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(AlertState)
+                .where(
+                    AlertState.id == alert_id,
+                    AlertState.state == frm,
+                    or_(AlertState.claimed_at.is_(None), AlertState.claimed_at < free_before),  # type: ignore[union-attr,operator]
+                )
+                .values(state=to, claimed_at=None, attempts=0, updated_at=utcnow())
+            )
+            return bool(result.rowcount)
+
+    def alert_claim(self, alert_id: int, state: str, *, now: dt.datetime, free_before: dt.datetime) -> bool:
+        """Claim the delivery of the message for ``state`` (one process sends it)."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(AlertState)
+                .where(
+                    AlertState.id == alert_id,
+                    AlertState.state == state,
+                    or_(AlertState.claimed_at.is_(None), AlertState.claimed_at < free_before),  # type: ignore[union-attr,operator]
+                )
+                .values(claimed_at=now, attempts=AlertState.attempts + 1)
+            )
+            return bool(result.rowcount)
+
+    def alert_announced(self, alert_id: int) -> None:
+        """The firing message was delivered."""
+        with self._begin() as conn:
+            conn.execute(
+                update(AlertState)
+                .where(AlertState.id == alert_id)
+                .values(announced=True, claimed_at=None, updated_at=utcnow())
+            )
+
+    def alert_close(self, alert_id: int) -> bool:
+        """Forget a resolved condition (its "resolved" message was delivered, or none was due)."""
+        with self._begin() as conn:
+            result = conn.execute(
+                delete(AlertState).where(AlertState.id == alert_id, AlertState.state == "resolved")
+            )
+            return bool(result.rowcount)
+
+    def alert_counter(self, tenant: str, name: str) -> AlertCounter | None:
+        with self.session() as s:
+            return s.get(AlertCounter, (tenant, name))
+
+    def alert_count(self, tenant: str, name: str, *, reset: bool = False) -> None:
+        """Add one to a counter, or (``reset``) set it back to 0: one cheap UPDATE when it is 0."""
+        now = utcnow()
+        where = and_(AlertCounter.tenant == tenant, AlertCounter.name == name)
+        for _ in range(3):
+            with self._begin() as conn:
+                if reset:
+                    conn.execute(
+                        update(AlertCounter)
+                        .where(where, AlertCounter.value != 0)
+                        .values(value=0, since=now, updated_at=now)
+                    )
+                    return
+                result = conn.execute(
+                    update(AlertCounter)
+                    .where(where)
+                    .values(
+                        value=AlertCounter.value + 1,
+                        # a streak starts at its first failure
+                        since=case((AlertCounter.value == 0, now), else_=AlertCounter.since),
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount:
+                    return
+            try:
+                with self._begin() as conn:
+                    conn.execute(
+                        insert(AlertCounter).values(
+                            tenant=tenant, name=name, value=1, since=now, updated_at=now
+                        )
+                    )
+                return
+            except IntegrityError:
+                continue  # another process inserted it first: update it
+
+    def alert_watch_since(self, tenant: str, now: dt.datetime) -> dt.datetime:
+        """When alerts first watched ``tenant`` (set now, on the first call)."""
+        row = self.alert_counter(tenant, "watching")
+        if row is not None:
+            return row.since
+        with contextlib.suppress(IntegrityError), self._begin() as conn:
+            conn.execute(
+                insert(AlertCounter).values(
+                    tenant=tenant, name="watching", value=0, since=now, updated_at=now
+                )
+            )
+        row = self.alert_counter(tenant, "watching")
+        return row.since if row is not None else now
+
+    def last_runs_by_kind(self, tenant: str) -> dict[str, Run]:
+        """The latest finished run of each kind of ``tenant``."""
+        latest = (
+            select(func.max(Run.id))
+            .where(Run.tenant == tenant, Run.finished_at.is_not(None))  # type: ignore[union-attr]
+            .group_by(Run.kind)
+        )
+        with self.session() as s:
+            return {r.kind: r for r in s.exec(select(Run).where(Run.id.in_(latest))).scalars()}  # type: ignore[union-attr]
+
+    def last_run_with(self, tenant: str, kind: str, statuses: Iterable[str]) -> Run | None:
+        """The latest run of ``kind`` that ended in one of ``statuses``."""
+        stmt = (
+            select(Run)
+            .where(Run.tenant == tenant, Run.kind == kind, Run.status.in_(list(statuses)))  # type: ignore[attr-defined]
+            .order_by(Run.id.desc())  # type: ignore[union-attr]
+            .limit(1)
+        )
+        with self.session() as s:
+            return s.exec(stmt).scalars().first()
+
+    def quarantine_by_rule(self, tenant: str) -> dict[tuple[str, str, str, str], int]:
+        """Rows held per (platform, entity, stage, rule)."""
+        stmt = (
+            select(Quarantine.platform, Quarantine.entity, Quarantine.stage, Quarantine.rule, func.count())
+            .where(Quarantine.tenant == tenant)
+            .group_by(Quarantine.platform, Quarantine.entity, Quarantine.stage, Quarantine.rule)
+        )
+        with self._connect() as conn:
+            return {(str(p), str(e), str(st), str(r)): int(n) for p, e, st, r, n in conn.execute(stmt)}
+
+    def inbox_oldest_pending(self, tenant: str) -> dt.datetime | None:
+        """Receipt time of the oldest inbox event not yet applied (``pending``/``waiting``)."""
+        stmt = select(func.min(InboundEvent.received_at)).where(
+            InboundEvent.tenant == tenant,
+            InboundEvent.status.in_(("pending", "waiting")),  # type: ignore[attr-defined]
+        )
+        with self._connect() as conn:
+            value = conn.execute(stmt).scalar()
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite returns the aggregate untyped
+            value = dt.datetime.fromisoformat(value)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
     def purge_tenant(self, tenant: str) -> None:
         """Forget everything about a tenant (tests, decommissioning)."""
         with self.session() as s:
@@ -1357,6 +1521,8 @@ class StateStore:
                 InboundRecord,
                 AdoptedEdit,
                 PlatformToken,
+                AlertState,
+                AlertCounter,
             ):
                 s.execute(delete(model).where(model.tenant == tenant))
             run_ids = select(Run.id).where(Run.tenant == tenant)
