@@ -73,8 +73,22 @@ def create_app(
     app.include_router(make_events_router(get_settings, submit or default_submit))
     webhooks = _optional("sync.web.webhooks")
     if webhooks is not None:
-        app.include_router(webhooks.make_webhook_router(get_settings, get_store, tasks.enqueue_inbound_now))
+        app.include_router(
+            webhooks.make_webhook_router(
+                get_settings, get_store, tasks.enqueue_inbound_now, on_verified=_webhook_streak(get_store)
+            )
+        )
+    status = _optional("sync.web.status")  # GET /status (operator_token), docs/deployment.md
+    if status is not None:
+        app.include_router(status.make_status_router(get_settings, get_store))
     return app
+
+
+def _webhook_streak(get_store: Any) -> Any:
+    """Signature checks failing in a row, per tenant (the ``webhook_failures`` alert)."""
+    from sync.alerts.service import webhook_verified
+
+    return lambda tenant, ok: webhook_verified(get_store(), tenant, ok)
 
 
 def _optional(module: str) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from sync.core.signature import MAX_TOLERANCE, SignatureMalformed, WebhookRejected, verify
@@ -77,6 +78,7 @@ def make_webhook_router(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     clock: Callable[[], float] = time.time,
+    on_verified: Callable[[str, bool], None] | None = None,
 ) -> APIRouter:
     """The receiver's router; the app mounts it and wires ``on_stored`` to the Celery task."""
     router = APIRouter(tags=["webhooks"])
@@ -110,7 +112,10 @@ def make_webhook_router(
                 log.warning("smartepi webhook for tenant %s rejected: %s", tenant, exc.message)
             else:
                 log.warning("smartepi webhook for an unknown or unconfigured tenant rejected")
-            return _answer(exc.status, exc.message)
+            answer = _answer(exc.status, exc.message)
+            if known and on_verified is not None:  # failures in a row (sync.alerts), counted after
+                answer.background = BackgroundTask(on_verified, tenant, False)  # the answer: no timing tell
+            return answer
         if not known:  # unreachable (a random secret never verifies); never store for it
             return _answer(401, "signature does not match")
         try:
@@ -131,6 +136,8 @@ def make_webhook_router(
 
     def _store_and_enqueue(store: StateStore, tenant: str, event_id: str, type_: str, event: Any) -> bool:
         """One worker-thread hop: commit to the inbox, then enqueue (a failed enqueue is the relay's job)."""
+        if on_verified is not None:
+            on_verified(tenant, True)
         row_id = inbox_insert(store, tenant, EPI, event_id, type_, event)
         if row_id is None:
             return False
