@@ -89,6 +89,7 @@ _DISPLAY_PREFERENCES = ("locale", "language_direction", "groups", "administrator
 """User preferences the Tryton desktop client shows but no server method reads: not sent."""
 
 _in_login: contextvars.ContextVar[bool] = contextvars.ContextVar("tryton_in_login", default=False)
+_login_request: contextvars.ContextVar[bool] = contextvars.ContextVar("tryton_login_request", default=False)
 _slots = itertools.count(1)
 _slot_lock = threading.Lock()
 
@@ -182,7 +183,7 @@ class TrytonClient(RequestLoop):
         return True
 
     def map_error(self, method: str, url: str, response: httpx.Response) -> StatusError:
-        return map_http_error(method, url, response, login=_in_login.get())
+        return map_http_error(method, url, response, login=_login_request.get())
 
     async def login(self) -> None:
         """Log in (again) and load the user's context; raises ``TrytonAuthFailed`` on a
@@ -200,7 +201,11 @@ class TrytonClient(RequestLoop):
         token = _in_login.set(True)
         try:
             params = [self.user, {"password": self.__password.get_secret_value()}, self.language]
-            result, _ = await self._rpc("common.db.login", params, idempotent=True, encoded=True)
+            credentials = _login_request.set(True)
+            try:
+                result, _ = await self._rpc("common.db.login", params, idempotent=True, encoded=True)
+            finally:
+                _login_request.reset(credentials)
             if not isinstance(result, list | tuple) or len(result) < 2:
                 raise TrytonBug("common.db.login answered no session", rpc_method="common.db.login")
             user_id, key = int(result[0]), str(result[1])
