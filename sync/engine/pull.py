@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ from sync.engine.inbound import (
 )
 from sync.engine.inbound_fields import RecordError, get, shown
 from sync.errors import ConfigError, ErpsyncError, utcnow
+from sync.observability import metrics
 from sync.redact import scrub
 from sync.sinks.base import Sink
 from sync.state.store import StateStore
@@ -496,19 +498,26 @@ def pull(
     streams: Sequence[str] | None = None,
 ) -> PullSummary:
     """Blocking ``pull_async`` for the CLI and Celery; clients passed in must not be bound to another loop."""
-    return asyncio.run(
-        pull_async(
-            store,
-            tenant_id,
-            tenant_settings,
-            sink,
-            epi_client=epi_client,
-            kasa_client=kasa_client,
-            clients=clients,
-            since=since,
-            now=now,
-            overlap=overlap,
-            window=window,
-            streams=streams,
+    started = time.monotonic()
+    try:
+        summary = asyncio.run(
+            pull_async(
+                store,
+                tenant_id,
+                tenant_settings,
+                sink,
+                epi_client=epi_client,
+                kasa_client=kasa_client,
+                clients=clients,
+                since=since,
+                now=now,
+                overlap=overlap,
+                window=window,
+                streams=streams,
+            )
         )
-    )
+    except BaseException:
+        metrics.run_finished(tenant_id, "pull", "full", "failed", time.monotonic() - started)
+        raise
+    metrics.pull_finished(tenant_id, summary, time.monotonic() - started)
+    return summary
