@@ -31,6 +31,7 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 
 from sync import celery_app
 from sync.celery_app import app
+from sync.engine.changes import parse_stamp, watermark_stream
 from sync.engine.locks import DEFAULT_LEASE_SECONDS, TenantLease
 from sync.engine.throttle import Admission, KeyThrottle, ReconcileLedger
 from sync.errors import ErpsyncError, utcnow
@@ -458,19 +459,8 @@ def resolve_intents(self: Task, tenant: str) -> dict[str, Any]:
 # --- SQL watermark polling ---------------------------------------------------------------
 
 
-def watermark_stream(entity: str) -> str:
-    return f"watermark:{entity}"
-
-
 def _claim_key(rt: Runtime, tenant: str, entity: str) -> str:
     return f"{rt.namespace}:watermark-claim:{tenant}:{entity}"
-
-
-def _parse_stamp(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    stamp = dt.datetime.fromisoformat(value)
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
 @app.task(name="erpsync.poll_watermarks")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sync.engine.api import Engine, remote_fields
+from sync.engine.api import Engine
+from sync.engine.collect import remote_fields
 from sync.errors import ConfigError, ErpsyncError
 from sync.redact import MASK
 from sync.settings import Settings
