@@ -91,12 +91,17 @@ def bind_log_context(**fields: Any) -> None:
 
 
 class ContextFilter(logging.Filter):
-    """Copies the context onto each record (``extra=`` fields of the call win)."""
+    """Copies the context onto each record (``extra=`` fields of the call win) and renders its
+    traceback once, scrubbed: every handler's formatter reuses ``exc_text``."""
+
+    _plain = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, value in _context.get().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(self._plain.formatException(record.exc_info))
         return True
 
 
@@ -121,10 +126,10 @@ class JsonFormatter(logging.Formatter):
         for name, value in record.__dict__.items():
             if name not in _STANDARD and not name.startswith("_") and name not in out:
                 out[name] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_text:
             out["exc"] = record.exc_text
+        elif record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
         return json.dumps(redact(_plain(out)), ensure_ascii=False)
@@ -202,7 +207,9 @@ def setup_logging(
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
-    root.addHandler(handler)
+    # First: its filters mask the message and the traceback of the record itself, so any other
+    # handler on the root logger (a test's capture, a library's) also gets them masked.
+    root.handlers.insert(0, handler)
     root.setLevel(number)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if number <= logging.DEBUG else logging.WARNING)
