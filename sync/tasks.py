@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from sync import celery_app
 from sync.celery_app import app
@@ -35,6 +41,7 @@ from sync.engine.changes import parse_stamp, watermark_stream
 from sync.engine.locks import DEFAULT_LEASE_SECONDS, TenantLease
 from sync.engine.throttle import Admission, KeyThrottle, ReconcileLedger
 from sync.errors import ErpsyncError, utcnow
+from sync.observability import metrics
 from sync.settings import CelerySettings, Settings
 from sync.state.store import StateStore
 
@@ -178,6 +185,7 @@ def _fresh_runtime_after_fork(**_: Any) -> None:
 def _close_runtime_on_exit(**_: Any) -> None:
     """Close the kept platform clients of this pool process (best effort: it is exiting)."""
     global _runtime
+    metrics.process_exited()
     rt, _runtime = _runtime, None
     engine = rt._cache.get("engine") if rt is not None else None
     close = getattr(engine, "close", None)
@@ -186,6 +194,30 @@ def _close_runtime_on_exit(**_: Any) -> None:
             close()
         except Exception:  # never block the shutdown of a worker process
             log.debug("closing the engine's clients failed", exc_info=True)
+
+
+_metrics_store: list[StateStore] = []
+
+
+def _state_for_metrics() -> StateStore:
+    if not _metrics_store:  # the main process never migrates: its pool processes do
+        _metrics_store.append(StateStore(celery_app.settings().state_url, migrate=False))
+    return _metrics_store[0]
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    """``$ERPSYNC_METRICS_PORT`` set: this worker's ``/metrics`` (all pool processes, multiprocess
+    mode, set up here before the pool forks) with the state store's gauges."""
+    try:
+        metrics.serve_worker(_state_for_metrics)
+    except (OSError, ValueError) as exc:  # a worker without metrics beats no worker; say so loudly
+        log.error("metrics: cannot serve /metrics on port %s: %s", metrics.port_setting(), exc)
+
+
+@worker_shutdown.connect
+def _stop_metrics(**_: Any) -> None:
+    metrics.stop_worker_server()
 
 
 @worker_ready.connect
@@ -332,9 +364,15 @@ def submit_keys(tenant: str, entity: str, keys: Sequence[str], *, rt: Runtime | 
     """Throttle and enqueue a change event; returns the tasks that cover its keys."""
     rt = rt or runtime()
     admission = rt.throttle.admit(tenant, entity, [str(k) for k in keys])
+    metrics.event_keys(tenant, entity, len(set(keys)), sum(len(g) for g, _ in admission.send.values()))
     for task_id, (group, delay) in admission.send.items():
         try:
-            sync_keys.apply_async((tenant, entity, group), task_id=task_id, countdown=delay or None)
+            sync_keys.apply_async(
+                (tenant, entity, group),
+                task_id=task_id,
+                countdown=delay or None,
+                headers=metrics.event_headers(),  # its admission time: event → write latency
+            )
         except Exception:
             rt.throttle.release(tenant, entity, group, task_id)  # do not absorb events nobody will sync
             raise
@@ -375,7 +413,9 @@ def sync_keys(self: Task, tenant: str, entity: str, keys: list[str]) -> dict[str
         rt.throttle.begin(tenant, entity, keys, task_id)
         final = True
         try:
-            return rt.engine.sync_keys(tenant, entity, keys).to_dict()
+            summary = rt.engine.sync_keys(tenant, entity, keys).to_dict()
+            metrics.event_written(tenant, entity, self.request)
+            return summary
         except Exception as exc:
             if is_retryable(exc) and self.request.retries < MAX_RETRIES:
                 final = False  # the retry keeps the keys: events meanwhile fold into it or its follow-up

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from sync.engine.throttle import Admission
+from sync.observability import metrics
 from sync.redact import install_log_redaction
 from sync.settings import Settings
 from sync.state.store import StateStore
@@ -71,6 +72,7 @@ def create_app(
     app = FastAPI(title="erpsync", version="0.1.0", docs_url=None, redoc_url=None)
     app.include_router(make_health_router({"state_db": check_state_db, "redis": check_redis}))
     app.include_router(make_events_router(get_settings, submit or default_submit))
+    app.include_router(metrics.make_router(get_store))  # GET /metrics (docs/deployment.md)
     webhooks = _optional("sync.web.webhooks")
     if webhooks is not None:
         app.include_router(

@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sync.core.signature import MAX_TOLERANCE, SignatureMalformed, WebhookRejected, verify
 from sync.engine.inbound import EPI, inbox_insert
+from sync.observability import metrics
 from sync.redact import scrub
 from sync.settings import Settings
 from sync.state.store import StateStore
@@ -85,6 +86,13 @@ def make_webhook_router(
 
     @router.post("/webhooks/smartepi/{tenant}", include_in_schema=True)
     async def receive(tenant: str, request: Request) -> JSONResponse:
+        answer = await _receive(tenant, request)
+        verified = getattr(request.state, "erpsync_verified", False)
+        body = bytes(answer.body)
+        metrics.webhook_answered(tenant, get_settings().tenants, EPI, answer.status_code, verified, body)
+        return answer
+
+    async def _receive(tenant: str, request: Request) -> JSONResponse:
         tenant_settings = get_settings().tenants.get(tenant)
         epi = tenant_settings.smartepi if tenant_settings is not None else None
         secrets = [s.get_secret_value() for s in epi.webhook_secrets if s.get_secret_value()] if epi else []
@@ -107,6 +115,7 @@ def make_webhook_router(
                 tolerance=epi.signature_tolerance_seconds if known and epi else MAX_TOLERANCE,
                 key_includes_prefix=epi.signature_key_includes_prefix if known and epi else True,
             )
+            request.state.erpsync_verified = known
         except WebhookRejected as exc:
             if known:
                 log.warning("smartepi webhook for tenant %s rejected: %s", tenant, exc.message)
