@@ -307,7 +307,7 @@ def run_finished(
     mode: str,
     status: str,
     seconds: float,
-    counts: Mapping[tuple[str, ...], int] | None = None,
+    counts: Mapping[Any, int] | None = None,
 ) -> None:
     """A run ended (``ok``, ``partial`` or ``failed``); ``counts`` by (platform, entity, action, outcome)."""
     if not _on:
@@ -612,6 +612,10 @@ def use_multiprocess_dir(path: str | None = None) -> str:
 
 
 _server: Any = None
+
+
+def port_setting() -> str:
+    return os.environ.get(PORT_ENV, "").strip()
 
 
 def serve_worker(get_store: Callable[[], Any] | None = None, *, port: int | None = None) -> int | None:
