@@ -49,6 +49,7 @@ from sync.errors import (
     StatusError,
     Unprocessable,
 )
+from sync.observability import metrics
 from sync.redact import scrub
 from sync.state.models import RunItem
 from sync.state.store import BindRow, StateStore
@@ -772,6 +773,7 @@ class Executor:
             return []
         left: list[tuple[Action, CreateItem]] = []
         for (a, item, intent), got in zip(live, outcomes, strict=True):
+            metrics.ambiguous_resolved(self.ctx.tenant, a.platform, a.entity, got)
             if isinstance(got, Several):
                 self.ctx.store.set_intent(intent, "failed", error=f"{got.count} remote records match")
                 self._quarantine(
