@@ -13,7 +13,6 @@ Flower needs no configuration) and erpsync's own keys start with ``erpsync:``.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import threading
 from pathlib import Path
@@ -22,19 +21,17 @@ from typing import Any
 
 from celery import Celery
 
-from sync.settings import Settings, load_settings
-
-NAMESPACE_ENV = "ERPSYNC_NAMESPACE"
+from sync.settings import Settings, deployment_namespace, load_settings
 
 
 def namespace() -> str:
     """Prefix of erpsync's own Redis keys."""
-    return os.environ.get(NAMESPACE_ENV) or "erpsync"
+    return deployment_namespace() or "erpsync"
 
 
 def celery_namespace() -> str | None:
     """Prefix of Celery's Redis keys: only when a namespace was asked for."""
-    return os.environ.get(NAMESPACE_ENV) or None
+    return deployment_namespace()
 
 
 def celeryconfig_module() -> ModuleType:

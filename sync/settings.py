@@ -234,6 +234,16 @@ class TenantSettings(_Strict):
         return self
 
 
+NAMESPACE_ENV = "ERPSYNC_NAMESPACE"
+
+
+def deployment_namespace() -> str | None:
+    """``$ERPSYNC_NAMESPACE``: the prefix that keeps two deployments (or test runs) sharing
+    one Redis apart (Celery's keys, erpsync's keys, the rate-governor budgets). The only
+    place it is read; None when unset."""
+    return os.environ.get(NAMESPACE_ENV, "").strip() or None
+
+
 def soft_time_limit(hard: int) -> int:
     """Leave the task time to release its lease and record its run before the hard kill."""
     return max(1, hard - max(5, min(60, hard // 10)))

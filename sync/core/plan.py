@@ -16,32 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal, get_args
 
+from sync.core.codec import MASKED, decode_tagged, encode_tagged
 from sync.core.normalize import content_hash
 from sync.core.records import ConflictPolicy, Platform, QuarantineEntry
 from sync.errors import PlanError, StalePlan
 
 PLAN_VERSION = 1
 
-
-class _Masked:
-    """A sensitive value left out of a saved plan (see the module docstring)."""
-
-    _instance: _Masked | None = None
-
-    def __new__(cls) -> _Masked:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "MASKED"
-
-
-MASKED = _Masked()
-_MASKED_TAG = "$masked"
 
 ActionKind = Literal["create", "adopt", "update", "pull", "conflict", "deactivate", "delete", "skip"]
 ChangeKind = Literal["push", "pull", "drift", "conflict"]
@@ -247,45 +230,8 @@ def count_actions(actions: list[Action]) -> dict[tuple[str, str, str], int]:
 # --- typed value encoding ----------------------------------------------------------
 
 
-def encode_value(value: Any) -> Any:
-    """Tag values JSON cannot carry faithfully: ``{"$decimal": "1.5"}``, ``{"$date": …}``.
-
-    A data dict with a ``$``-key is wrapped as ``{"$dict": …}`` so it is never read as a tag.
-    """
-    if value is MASKED:
-        return {_MASKED_TAG: True}
-    if isinstance(value, Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, dt.datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, dict):
-        out = {str(k): encode_value(v) for k, v in value.items()}
-        return {"$dict": out} if any(k.startswith("$") for k in out) else out
-    if isinstance(value, list | tuple):
-        return [encode_value(v) for v in value]
-    return value
-
-
-def decode_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 1:
-            ((tag, raw),) = value.items()
-            if tag == "$decimal":
-                return Decimal(raw)
-            if tag == "$datetime":
-                return dt.datetime.fromisoformat(raw)
-            if tag == "$date":
-                return dt.date.fromisoformat(raw)
-            if tag == "$dict":
-                return {k: decode_value(v) for k, v in raw.items()}
-            if tag == _MASKED_TAG:
-                return MASKED
-        return {k: decode_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    return value
+encode_value = encode_tagged  # the plan file's encoding (sync.core.codec)
+decode_value = decode_tagged
 
 
 def _hide(value: Any, secret: bool) -> Any:

@@ -11,7 +11,6 @@ as the runtime, and only the adapters (which hold per-run caches) are new per ru
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,7 +22,7 @@ from sync.core.mapping import MappingSet, load_mappings
 from sync.core.records import EntityPolicy, Platform
 from sync.engine.adapters.base import PlatformAdapter
 from sync.errors import ConfigError
-from sync.settings import Settings, TenantSettings
+from sync.settings import Settings, TenantSettings, deployment_namespace
 from sync.state.store import StateStore
 from sync.state.tokens import StateTokenStore, token_cipher
 
@@ -121,7 +120,7 @@ class TenantRuntime:
         redis_url = self.settings.redis_url
         # The quota key names the deployment too, so two deployments sharing a Redis (or two
         # test runs) never share a budget by accident.
-        namespace = os.environ.get("ERPSYNC_NAMESPACE", "")
+        namespace = deployment_namespace()
         gov_prefix = f"{namespace}:erpsync:gov" if namespace else "erpsync:gov"
         if "smartepi" in platforms and self.tenant.smartepi:
             from sync.clients.smartepi.client import SmartEPIClient

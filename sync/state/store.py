@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from cryptography.fernet import InvalidToken
@@ -28,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
+from sync.core.codec import decode_compact, decode_compact_text, encode_compact
 from sync.core.normalize import content_hash
 from sync.core.records import Base, QuarantineEntry
 from sync.errors import StateError, utcnow
@@ -52,43 +51,13 @@ from sync.state.tokens import TokenCipher
 
 log = logging.getLogger(__name__)
 
-_DEC = "\x1fd:"
 OPEN_INTENT_STATES = ("pending", "unknown")
 
 
-def encode_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _DEC + str(value)
-    if isinstance(value, dict):
-        return {k: encode_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [encode_value(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
-
-
-def decode_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return Decimal(value[len(_DEC) :]) if value.startswith(_DEC) else value
-    if isinstance(value, dict):
-        return {k: decode_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    return value
-
-
-# How the decimal tag's control character can appear in stored JSON text.
-_TAG_MARKS = ("\\u001f", "\\u001F", "\x1f")
-
-
-def decode_text(text: str) -> Any:
-    """Decode stored JSON text; the tag walk is skipped when no value can carry the tag."""
-    data = json.loads(text)
-    for mark in _TAG_MARKS:
-        if mark in text:
-            return decode_value(data)
-    return data
+# The state store's encoding of values (sync.core.codec, compact).
+encode_value = encode_compact
+decode_value = decode_compact
+decode_text = decode_compact_text
 
 
 def _base(erp_key: str, remote_id: str, fields: Any, version: str | None) -> Base:
@@ -844,6 +813,34 @@ class StateStore:
             run = s.get(Run, run_id)
             items = list(s.exec(select(RunItem).where(RunItem.run_id == run_id)).scalars())
             return run, items
+
+    def run_problems(self, run_id: int, limit: int = 10000) -> list[RunItem]:
+        """The items of a run that were not ok (failed, quarantined, deferred, held…), in order."""
+        with self.session() as s:
+            stmt = (
+                select(RunItem)
+                .where(RunItem.run_id == run_id, RunItem.outcome != "ok")
+                .order_by(RunItem.id)
+                .limit(limit)
+            )
+            return list(s.exec(stmt).scalars())
+
+    def run_intents(self, run_id: int) -> list[Intent]:
+        """The creates a run logged that did not end ``done`` (pending, unknown, failed, abandoned)."""
+        with self.session() as s:
+            stmt = select(Intent).where(Intent.run_id == run_id, Intent.state != "done").order_by(Intent.id)
+            return list(s.exec(stmt).scalars())
+
+    def quarantined_between(self, tenant: str, start: dt.datetime, end: dt.datetime) -> list[Quarantine]:
+        """Quarantine rows of ``tenant`` created or changed between ``start`` and ``end``."""
+        with self.session() as s:
+            stmt = (
+                select(Quarantine)
+                .where(Quarantine.tenant == tenant)
+                .where(Quarantine.updated_at >= start, Quarantine.updated_at <= end)
+                .order_by(Quarantine.platform, Quarantine.entity, Quarantine.erp_key)
+            )
+            return list(s.exec(stmt).scalars())
 
     def last_item(self, tenant: str, platform: str, entity: str, erp_key: str) -> RunItem | None:
         with self.session() as s:
