@@ -19,6 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from functools import cache
+from html import escape as html_escape
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
@@ -181,17 +182,20 @@ def make_status_router(
         return _page("tenant.html.j2", t=data, now=utcnow())
 
     @router.get("/status/runs/{run_id}", response_class=HTMLResponse)
-    async def run_report(run_id: int, request: Request) -> Response:
-        if (answer := denied(request)) is not None:
+    async def run_report(run_id: str, request: Request) -> Response:
+        if (answer := denied(request)) is not None:  # before any validation: 401 says nothing
             return answer
+        if not run_id.isdigit() or len(run_id) > 18:
+            return _page("message.html.j2", 404, title="Unknown run", message="There is no such run.")
         from sync.engine.runs import run_dict
         from sync.report.html import render_run_html
 
-        run = await run_in_threadpool(run_dict, SimpleNamespace(store=get_store()), run_id)
+        run = await run_in_threadpool(run_dict, SimpleNamespace(store=get_store()), int(run_id))
         if not run or run.get("tenant") not in get_settings().tenants:
             return _page("message.html.j2", 404, title="Unknown run", message=f"There is no run {run_id}.")
         html = await run_in_threadpool(render_run_html, run)
-        back = f'<p><a href="/status/tenants/{run["tenant"]}">← status of {run["tenant"]}</a></p>'
+        tenant = html_escape(str(run["tenant"]))
+        back = f'<p><a href="/status/tenants/{tenant}">← status of {tenant}</a></p>'
         html = html.replace("<body>", "<body>\n" + back, 1)
         return HTMLResponse(scrub(html), headers=HEADERS)
 
