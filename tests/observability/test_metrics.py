@@ -185,9 +185,7 @@ def test_metrics_off_makes_every_hook_a_no_op(monkeypatch: pytest.MonkeyPatch) -
 
 def scrape(state: metrics.StateCollector) -> dict[str, list[tuple[dict[str, str], float]]]:
     text = metrics.exposition(state).decode()
-    return {
-        f.name: [(s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)
-    }
+    return {f.name: [(s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)}
 
 
 def test_state_gauges_are_read_at_scrape_time_and_cached(tmp_path: Path) -> None:
@@ -197,7 +195,9 @@ def test_state_gauges_are_read_at_scrape_time_and_cached(tmp_path: Path) -> None
         QuarantineEntry("smartepi", "employees", f"E{i}", "cpf", "invalid_cpf", "bad check digit")
         for i in range(2)
     ]
-    store.quarantine(t, [*entries, QuarantineEntry("smartepi", "employees", "E9", None, "required", "no name")])
+    store.quarantine(
+        t, [*entries, QuarantineEntry("smartepi", "employees", "E9", None, "required", "no name")]
+    )
     store.open_intent(t, "smartepi", "employees", "E1", {"cpf": "1"}, {"name": "x"})
     unknown = store.open_intent(t, "smartepi", "employees", "E2", {"cpf": "2"}, {"name": "y"})
     store.set_intent(unknown, "unknown", error="502")
@@ -276,5 +276,7 @@ def test_the_dashboard_charts_only_metric_families_the_module_defines() -> None:
     assert used <= defined_families(), used - defined_families()
     # every family of the list is on the dashboard
     bases = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
-    wanted = {n for n in re.findall(r'"(erpsync_[a-z_]+)"', (ROOT / "sync/observability/metrics.py").read_text())}
+    wanted = {
+        n for n in re.findall(r'"(erpsync_[a-z_]+)"', (ROOT / "sync/observability/metrics.py").read_text())
+    }
     assert wanted - bases <= {"erpsync_run_last_finished_timestamp_seconds", "erpsync_governor_quota"}
