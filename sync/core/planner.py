@@ -21,17 +21,19 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any
 
 from sync.core.keys import KeyIndex, fold, key_values, primary_key
 from sync.core.normalize import canonical_json
 from sync.core.plan import Action, ActionKind, FieldChange, Plan, PlanMode, count_actions
+from sync.core.platforms import tables as _tables
 from sync.core.records import Base, Desired, EntityPolicy, FieldPolicy, QuarantineEntry, Remote, SetAside
 from sync.errors import PlanError, SafetyValveTripped, utcnow
 
-DEFAULT_PAGE_SIZE = {"smartepi": 100, "smartkasa": 100}
+DEFAULT_PAGE_SIZE: Mapping[str, int] = MappingProxyType(_tables.page_sizes())  # the platform catalogue
 # SmartKasa entities with batch create/delete endpoints (contract §5.2, §5.4); the rest go one by one.
-DEFAULT_BATCH_ENTITIES: Mapping[str, frozenset[str]] = {"smartkasa": frozenset({"products", "categories"})}
+DEFAULT_BATCH_ENTITIES: Mapping[str, frozenset[str]] = MappingProxyType(dict(_tables.batch_entities()))
 
 _MISSING: Any = object()
 

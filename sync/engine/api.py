@@ -25,6 +25,7 @@ import httpx
 
 from sync.core.plan import Plan
 from sync.core.planner import make_plan
+from sync.core.platforms import tables as platform_tables
 from sync.engine.apply import ApplyContext, ApplyResult, Executor
 from sync.engine.changes import change_keys, erp_changes_since
 from sync.engine.collect import Collected, Mode, collect, relaxed_gc, remote_fields, save_quarantine
@@ -264,10 +265,10 @@ class Engine:
                     to_remote=lambda p, raw, rev: remote_fields(rt, p, raw, rev).fields,
                     write_back=make_write_back(self.store, rt),
                     erp_hashes=col.erp_hashes,
-                    lookup_before_create=frozenset({"smartkasa"})
+                    lookup_before_create=platform_tables.lookup_before_create()
                     if keys is not None or the_mode == "fast"
                     else frozenset(),
-                    accepts_duplicates=frozenset({"smartkasa"}),
+                    accepts_duplicates=platform_tables.accepts_duplicates(),
                 )
                 result = await Executor(ctx).run(todo)
                 requests = {p: a.request_counts() for p, a in adapters.items()}

@@ -10,133 +10,46 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sync.core.platforms import tables as _tables
+from sync.core.platforms.model import ValueType
 from sync.core.records import ConflictPolicy, DeletePolicy, Direction, Platform
 
-ValueType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
-
-# Platform entities and the fields erpsync knows for them (smartepi.md §5.5, smartkasa.md §5).
-# A field outside these sets is almost always a typo, so the loader rejects it.
-KNOWN_FIELDS: dict[Platform, dict[str, frozenset[str]]] = {
-    "smartepi": {
-        "sectors": frozenset({"name", "code"}),
-        "cost_centers": frozenset({"name", "code"}),
-        "job_roles": frozenset({"name", "description"}),
-        "groups": frozenset({"name", "description"}),
-        "employees": frozenset(
-            {
-                "name",
-                "identification",
-                "email",
-                "sectorId",
-                "costCenterId",
-                "costCenter2Id",
-                "jobRoleId",
-                "groupId",
-                "accessGroupIds",
-                "active",
-                "admissionDate",
-            }
-        ),
-        "products": frozenset({"name", "code", "description", "unit", "active"}),
-    },
-    "smartkasa": {
-        "categories": frozenset({"title", "parent_id", "color_id"}),
-        "products": frozenset(
-            {
-                "number",
-                "title",
-                "unit_type_id",
-                "price",
-                "procurement_price",
-                "alter_title",
-                "alter_number",
-                "category_id",
-                "sold_by_weight",
-                "is_free_price",
-                "classifier_code",
-                "classifier_type_id",
-                "tax_group_id",
-                "subgroup_id",
-                "remote_id",
-            }
-        ),
-    },
-}
-
-KNOWN_CHILDREN: dict[tuple[Platform, str], dict[str, frozenset[str]]] = {
-    ("smartepi", "products"): {
-        "sizes": frozenset({"name"}),
-        "certificates": frozenset({"number", "expiresAt"}),
-    },
-    ("smartkasa", "products"): {"cards": frozenset({"shop_id", "count", "counting_enabled"})},
-}
-
-# Platform field types other than text (smartepi.md §5.5, smartkasa.md §5; the client models
-# in sync/clients/*/models.py). A ``constant`` takes its field's type from here (loader), so
-# ``active: {constant: true}`` is the boolean ``True`` the platform returns, not the text "true"
-# (which would differ from the platform's value on every plan). Fields absent here are text.
-FIELD_TYPES: dict[tuple[Platform, str], dict[str, ValueType]] = {
-    ("smartepi", "employees"): {"active": "boolean", "admissionDate": "date"},
-    ("smartepi", "products"): {"active": "boolean"},
-    ("smartepi", "products.certificates"): {"expiresAt": "date"},
-    ("smartkasa", "categories"): {"color_id": "integer"},
-    ("smartkasa", "products"): {
-        "unit_type_id": "integer",
-        "price": "decimal",
-        "procurement_price": "decimal",
-        "sold_by_weight": "boolean",
-        "is_free_price": "boolean",
-        "classifier_type_id": "integer",
-        "tax_group_id": "integer",
-        "subgroup_id": "integer",
-    },
-    ("smartkasa", "products.cards"): {
-        "shop_id": "integer",
-        "count": "decimal",
-        "counting_enabled": "boolean",
-    },
-}
-
-# Reference fields: always compared in ERP-key space, so the target must be mapped.
-KNOWN_REFS: dict[tuple[Platform, str], dict[str, str]] = {
-    ("smartepi", "employees"): {
-        "sectorId": "sectors",
-        "costCenterId": "cost_centers",
-        "costCenter2Id": "cost_centers",
-        "jobRoleId": "job_roles",
-        "groupId": "groups",
-    },
-    ("smartkasa", "categories"): {"parent_id": "categories"},
-    ("smartkasa", "products"): {"category_id": "categories"},
-}
-
-# Design §3 natural keys; ``a+b`` is a composite key (keys.key_values).
-DEFAULT_NATURAL_KEYS: dict[tuple[Platform, str], tuple[str, ...]] = {
-    ("smartepi", "employees"): ("identification", "email"),
-    ("smartepi", "sectors"): ("name",),
-    ("smartepi", "cost_centers"): ("name",),
-    ("smartepi", "job_roles"): ("name",),
-    ("smartepi", "groups"): ("name",),
-    ("smartepi", "products"): ("name",),
-    ("smartkasa", "products"): ("number",),
-    ("smartkasa", "categories"): ("title+parent_id",),
-}
-
-# The marker: a platform field erpsync stamps with the ERP key on every create, so that a
-# create whose answer was lost can always be found again, even when the record has no
-# natural-key value (a SmartKasa product without a barcode). Only where the platform accepts
-# duplicates and a field is returned by every read (smartkasa.md §5.4: the list and the GET
-# both return ``alter_number``; ``remote_id`` is unverified on the live API). A mapping may
-# choose another field (``marker: FIELD``) or turn it off (``marker: false``); then a lost
-# create of a record without a natural-key value is held for a person, never resent.
-DEFAULT_MARKERS: dict[tuple[Platform, str], str] = {
-    ("smartkasa", "products"): "alter_number",
-}
+# A field outside the catalogue is almost always a typo, so the loader rejects it.
+# What mappings may name on each platform: derived from the platform catalogue
+# (sync/core/platforms), the one place platform knowledge lives. A ``constant`` takes its
+# field's type from FIELD_TYPES (loader), so ``active: {constant: true}`` is the boolean
+# ``True`` the platform returns, not the text "true". Reference fields (KNOWN_REFS) are
+# compared in ERP-key space, so their target must be mapped. Natural keys follow design §3
+# (``a+b`` is a composite key). The marker is a field erpsync stamps with the ERP key on
+# every create where the platform accepts duplicates, so a create whose answer was lost can
+# be found again even without a natural-key value; a mapping may choose another field
+# (``marker: FIELD``) or turn it off (``marker: false``), and then such a create is held
+# for a person, never resent.
+KNOWN_FIELDS: Mapping[Platform, Mapping[str, frozenset[str]]] = MappingProxyType(
+    cast(dict[Platform, Mapping[str, frozenset[str]]], _tables.known_fields())
+)
+KNOWN_CHILDREN: Mapping[tuple[Platform, str], Mapping[str, frozenset[str]]] = MappingProxyType(
+    cast(dict[tuple[Platform, str], Mapping[str, frozenset[str]]], _tables.known_children())
+)
+FIELD_TYPES: Mapping[tuple[Platform, str], Mapping[str, ValueType]] = MappingProxyType(
+    cast(dict[tuple[Platform, str], Mapping[str, ValueType]], _tables.field_types())
+)
+KNOWN_REFS: Mapping[tuple[Platform, str], Mapping[str, str]] = MappingProxyType(
+    cast(dict[tuple[Platform, str], Mapping[str, str]], _tables.known_refs())
+)
+DEFAULT_NATURAL_KEYS: Mapping[tuple[Platform, str], tuple[str, ...]] = MappingProxyType(
+    cast(dict[tuple[Platform, str], tuple[str, ...]], _tables.natural_keys())
+)
+DEFAULT_MARKERS: Mapping[tuple[Platform, str], str] = MappingProxyType(
+    cast(dict[tuple[Platform, str], str], _tables.markers())
+)
 
 
 class _Strict(BaseModel):

@@ -20,12 +20,13 @@ from typing import Any
 from sync.clients.smartkasa.client import SmartKasaClient
 from sync.core.keys import fold
 from sync.core.normalize import normalize_value
+from sync.core.platforms.smartkasa import SMARTKASA
 from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
 from sync.errors import AmbiguousWrite, ClientError, ErpsyncError, NotFound
 
 log = logging.getLogger(__name__)
 
-BATCHED = frozenset({"products", "categories"})
+BATCHED = SMARTKASA.batch_entities()  # the platform catalogue
 _SERVER_FIELDS = frozenset(
     {
         "id",
