@@ -37,9 +37,30 @@ class _Bail(Exception):
 _MISS = object()  # not memoized yet
 
 
+class _ReadOnlyDict(dict[str, list[dict[str, Any]]]):
+    """A dict that refuses changes: the one empty ``children`` every record without children
+    shares. Still a ``dict`` (JSON, ``==``, ``isinstance`` as before); a change raises."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kw: Any) -> Any:
+        raise TypeError("NO_CHILDREN is shared by every record without children: copy it (dict(...)) first")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
+    def __reduce__(self) -> Any:
+        return (dict, ())
+
+
 # One shared empty children mapping for rows without children: a fresh ``{}`` per row costs
-# 64 bytes x rows (64 MB at a million rows). Records are never mutated after mapping.
-NO_CHILDREN: dict[str, list[dict[str, Any]]] = {}
+# 64 bytes x rows (64 MB at a million rows). Read-only, as it is shared by every such record.
+NO_CHILDREN: dict[str, list[dict[str, Any]]] = _ReadOnlyDict()
 
 
 def build_loop(

@@ -479,7 +479,12 @@ class EntityMapping:
             )
         return self._fast
 
-    def map_rows(self, rows: Iterable[Row], context: MapContext | None = None) -> MapResult:
+    def map_rows(
+        self, rows: Iterable[Row], context: MapContext | None = None, *, fast: bool = True
+    ) -> MapResult:
+        """Map ERP rows to desired records and quarantine entries. ``fast=False`` (or
+        ``fastpath = False``) maps every row through the per-field reference path alone:
+        ``sync.core.mapping.reference.reference_map_rows``; the results are the same."""
         ctx = context or MapContext()
         result = MapResult()
         desired, quarantine = result.desired, result.quarantine
@@ -611,10 +616,10 @@ class EntityMapping:
                 )
             )
 
-        fast = self._fast_loop()
-        if fast is not None:
+        loop_fn = self._fast_loop() if fast else None
+        if loop_fn is not None:
             # Valid rows straight through the generated loop; any other row goes to ``slow``.
-            loop, _, n_caches = fast
+            loop, _, n_caches = loop_fn
             refsets = [(valid, quarantined) for _, _, valid, quarantined in refs]
             caches: list[dict[Any, Any]] = [{} for _ in range(n_caches)]
             total, filtered = loop(rows, seen, desired, nat_seen, nat_twice, slow, flt, refsets, caches)
