@@ -46,16 +46,27 @@ def tenant_notes(tenant_id: str, tenant: TenantSettings) -> list[str]:
 
 
 @config_app.command("check")
-def check(file: Annotated[Path, typer.Argument(help="YAML configuration file.")]) -> None:
+def check(
+    file: Annotated[Path, typer.Argument(help="YAML configuration file.")],
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not ask SmartKasa whether the configured shop ids exist.")
+    ] = False,
+) -> None:
     """Validate FILE: every problem is reported with its key path; secrets are never printed."""
     notes: list[str] = []
     try:
         settings = load_settings(file)
         from sync.engine.context import validate_tenant_files
+        from sync.engine.shops import check_shops
+        from sync.errors import ConfigError
 
         for tenant_id, tenant in settings.tenants.items():
             validate_tenant_files(tenant_id, tenant)
             notes.extend(tenant_notes(tenant_id, tenant))
+            shop_problems, shop_notes = check_shops(tenant_id, tenant, online=not offline)
+            if shop_problems:
+                raise ConfigError("\n".join(shop_problems), hint="")
+            notes.extend(shop_notes)
     except ErpsyncError as exc:
         raise fail(exc) from None
     for note in notes:

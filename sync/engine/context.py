@@ -20,7 +20,9 @@ def validate_tenant_files(tenant_id: str, tenant: TenantSettings) -> None:
     except ImportError:  # mapping engine not installed in this build
         return
     try:
-        load_mappings(tenant.mappings)
+        from sync.engine.shops import tenant_lookups
+
+        load_mappings(tenant.mappings, lookups=tenant_lookups(tenant))
     except MappingError:
         raise
     except ErpsyncError as exc:

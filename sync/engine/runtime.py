@@ -39,11 +39,11 @@ class TenantRuntime:
 
     @cached_property
     def mappings(self) -> MappingSet:
-        """Mapping files; the tenant's SmartKasa ``shops`` table overrides the files' lookup."""
-        lookups: dict[str, dict[Any, Any]] = {}
-        if self.tenant.smartkasa and self.tenant.smartkasa.shops:
-            lookups["shops"] = dict(self.tenant.smartkasa.shops)
-        return load_mappings(self.tenant.mappings, lookups=lookups or None)
+        """Mapping files; the tenant's SmartKasa ``shops`` table overrides the files' lookup
+        (under any name a ``shop_id`` field gives it: ``sync.engine.shops``)."""
+        from sync.engine.shops import tenant_lookups
+
+        return load_mappings(self.tenant.mappings, lookups=tenant_lookups(self.tenant))
 
     @cached_property
     def source(self) -> Any:

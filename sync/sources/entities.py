@@ -9,7 +9,7 @@ edits of an entity only through its change column.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,22 +36,32 @@ def _stamp(path: Path) -> float:
 
 
 @functools.lru_cache(maxsize=32)
-def _load(paths: tuple[str, ...], stamps: tuple[float, ...]) -> MappingSet:
+def _load(
+    paths: tuple[str, ...], stamps: tuple[float, ...], shops: tuple[tuple[str, int], ...] = ()
+) -> MappingSet:
     from sync.core.mapping import load_mappings
 
-    return load_mappings(paths)
+    if not shops:
+        return load_mappings(paths)
+    from sync.engine.shops import shop_fields
+
+    names = {"shops"} | {f.lookup for f in shop_fields(paths) if f.lookup}
+    return load_mappings(paths, lookups={name: dict(shops) for name in names})
 
 
-def _mappings(paths: Sequence[Path]) -> MappingSet:
-    """The mapping set, reloaded when a file changes (the web app lives long)."""
-    return _load(tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths))
+def _mappings(paths: Sequence[Path], shops: Mapping[str, int] | None = None) -> MappingSet:
+    """The mapping set, reloaded when a file changes (the web app lives long); ``shops``: the
+    tenant's SmartKasa shop table (``sync.engine.shops.tenant_lookups``)."""
+    return _load(
+        tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths), tuple(sorted((shops or {}).items()))
+    )
 
 
 def erp_entities(tenant: TenantSettings) -> list[ErpEntity]:
     """ERP entities the tenant's mappings read for its configured platforms, in order.
 
     Raises the mapping's ``MappingError`` when the files do not load."""
-    mappings = _mappings(tenant.mappings)
+    mappings = _mappings(tenant.mappings, tenant.smartkasa.shops if tenant.smartkasa else None)
     configured = {"smartepi": tenant.smartepi, "smartkasa": tenant.smartkasa}
     feeds: dict[str, list[str]] = {}
     parents: dict[str, list[str]] = {}
@@ -101,7 +111,7 @@ class FlowBack:
 
 def flows_back(tenant: TenantSettings) -> list[FlowBack]:
     """Mapped entities that take platform edits (``writable``, implied by pull/both fields)."""
-    mappings = _mappings(tenant.mappings)
+    mappings = _mappings(tenant.mappings, tenant.smartkasa.shops if tenant.smartkasa else None)
     configured = {"smartepi": tenant.smartepi, "smartkasa": tenant.smartkasa}
     out = []
     for platform in mappings.platforms:

@@ -32,6 +32,13 @@ _COERCION_FIELD = re.compile(r"for :([A-Za-z_][A-Za-z0-9_]*)")
 _MESSAGES_FIELD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*:\s*(.*)$", re.DOTALL)
 
 
+SHOP_ID_HINT = (
+    "this shop id is not a shop of the SmartKasa account: fix the shop configuration, not the ERP "
+    "row. List the account's shops with `erpsync inspect smartkasa shops` and set "
+    "smartkasa.shops (ERP shop code: shop id) in the tenant's config, then apply again"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedError:
     """What an error body says, independent of the status code."""
@@ -133,6 +140,8 @@ def map_status_error(
             return E.Duplicate(message, **kw)
         if parsed.batch:
             return E.BatchRejected(message, **kw)
+        if parsed.field == "shop_id":  # a shop id the account does not have: configuration, not data
+            return E.Unprocessable(message, hint=SHOP_ID_HINT, **kw)
         return E.Unprocessable(message, **kw)
     if status == 404:
         return E.NotFound(message, **kw)
