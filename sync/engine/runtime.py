@@ -21,10 +21,10 @@ import httpx
 from sync.core.mapping import MappingSet, load_mappings
 from sync.core.records import EntityPolicy, Platform
 from sync.engine.adapters.base import PlatformAdapter
+from sync.engine.registry import REGISTRY, ClientParts
 from sync.errors import ConfigError
 from sync.settings import Settings, TenantSettings, deployment_namespace
 from sync.state.store import StateStore
-from sync.state.tokens import StateTokenStore, token_cipher
 
 
 @dataclass
@@ -51,9 +51,12 @@ class TenantRuntime:
 
         return open_source(self.tenant.erp)
 
+    def platform_settings(self, platform: str) -> Any:
+        """The tenant's settings section of ``platform`` (``tenants.<id>.<platform>``), or None."""
+        return getattr(self.tenant, platform, None)
+
     def platforms(self) -> list[Platform]:
-        configured = {"smartepi": self.tenant.smartepi, "smartkasa": self.tenant.smartkasa}
-        return [p for p in self.mappings.platforms if configured.get(p) is not None]
+        return [p for p in self.mappings.platforms if p in REGISTRY and self.platform_settings(p) is not None]
 
     def policies(self) -> dict[tuple[str, str], EntityPolicy]:
         out: dict[tuple[str, str], EntityPolicy] = {}
@@ -64,33 +67,26 @@ class TenantRuntime:
 
     def concurrency(self) -> dict[str, int]:
         out = {}
-        if self.tenant.smartepi:
-            out["smartepi"] = self.tenant.smartepi.rate.concurrency
-        if self.tenant.smartkasa:
-            out["smartkasa"] = self.tenant.smartkasa.rate.concurrency
+        for name in REGISTRY:
+            section = self.platform_settings(name)
+            if section is not None:
+                out[name] = section.rate.concurrency
         return out
 
     def batch_size(self) -> int:
-        return self.tenant.smartkasa.batch_size if self.tenant.smartkasa else 100
+        """Records per batch request (the planner's cost model): the configured platforms' smallest."""
+        sizes = [getattr(self.platform_settings(name), "batch_size", None) for name in REGISTRY]
+        return min((n for n in sizes if n), default=100)
 
     def adapters(self, only: Iterable[str] | None = None) -> dict[str, PlatformAdapter]:
         """Adapters for this run (``only`` those platforms), on fresh clients, or on the kept
         ones when ``keep_clients``; request counts start at zero either way."""
-        from sync.engine.adapters.smartepi import SmartEPIAdapter
-        from sync.engine.adapters.smartkasa import SmartKasaAdapter
-
         platforms = [p for p in self.platforms() if only is None or p in set(only)]
         clients = self._kept_clients(platforms) if self.keep_clients else self.new_clients(platforms)
-        out: dict[str, PlatformAdapter] = {}
-        if "smartepi" in clients:
-            out["smartepi"] = SmartEPIAdapter(clients["smartepi"], owns_client=not self.keep_clients)
-        if "smartkasa" in clients and self.tenant.smartkasa:
-            out["smartkasa"] = SmartKasaAdapter(
-                clients["smartkasa"],
-                batch_size=self.tenant.smartkasa.batch_size,
-                owns_client=not self.keep_clients,
-            )
-        return out
+        return {
+            name: REGISTRY[name].make_adapter(self, client, not self.keep_clients)
+            for name, client in clients.items()
+        }
 
     def _kept_clients(self, platforms: list[Platform]) -> dict[str, Any]:
         missing = [p for p in platforms if p not in self._clients]
@@ -122,57 +118,18 @@ class TenantRuntime:
         # test runs) never share a budget by accident.
         namespace = deployment_namespace()
         gov_prefix = f"{namespace}:erpsync:gov" if namespace else "erpsync:gov"
-        if "smartepi" in platforms and self.tenant.smartepi:
-            from sync.clients.smartepi.client import SmartEPIClient
-
-            epi = self.tenant.smartepi
+        for name in platforms:
+            section = self.platform_settings(name)
+            if name not in REGISTRY or section is None:
+                continue
             gov = make_governor(
-                RateLimits(epi.rate.requests_per_second, epi.rate.burst, epi.rate.concurrency),
-                key=f"{gov_prefix}:smartepi:{self.tenant_id}",
+                RateLimits(section.rate.requests_per_second, section.rate.burst, section.rate.concurrency),
+                key=f"{gov_prefix}:{name}:{self.tenant_id}",
                 redis_url=redis_url,
-                request_timeout=epi.timeout_seconds,
+                request_timeout=section.timeout_seconds,
             )
-            out["smartepi"] = SmartEPIClient(
-                epi.base_url,
-                epi.api_key,
-                account=self.tenant_id,
-                governor=gov,
-                transport=self.transports.get("smartepi") or _transport(epi),
-                timeout=epi.timeout_seconds,
-                max_connections=max(epi.rate.concurrency, 4),
-            )
-        if "smartkasa" in platforms and self.tenant.smartkasa:
-            from sync.clients.smartkasa.client import SmartKasaClient
-            from sync.clients.smartkasa.config import SmartKasaSettings as ClientSettings
-
-            kasa = self.tenant.smartkasa
-            gov = make_governor(
-                RateLimits(kasa.rate.requests_per_second, kasa.rate.burst, kasa.rate.concurrency),
-                key=f"{gov_prefix}:smartkasa:{self.tenant_id}",
-                redis_url=redis_url,
-                request_timeout=kasa.timeout_seconds,
-            )
-            client_settings = ClientSettings(
-                base_url=kasa.base_url,
-                api_key=kasa.api_key,
-                phone_number=kasa.phone,
-                password=kasa.password,
-                auth_scheme=kasa.auth_scheme,
-                body_style=kasa.body_style,
-                refresh_margin_seconds=kasa.refresh_margin_seconds,
-                batch_size=kasa.batch_size,
-                timeout=kasa.timeout_seconds,
-                max_connections=max(kasa.rate.concurrency, 4),
-            )
-            out["smartkasa"] = SmartKasaClient(
-                client_settings,
-                account=self.tenant_id,
-                governor=gov,
-                transport=self.transports.get("smartkasa") or _transport(kasa),
-                token_store=StateTokenStore(
-                    self.store, self.tenant_id, token_cipher(self.settings.secrets_key)
-                ),
-            )
+            parts = ClientParts(section, gov, self.transports.get(name) or _transport(section))
+            out[name] = REGISTRY[name].make_client(self, parts)
         return out
 
 

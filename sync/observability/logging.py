@@ -214,6 +214,7 @@ def setup_logging(
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if number <= logging.DEBUG else logging.WARNING)
     install_log_redaction()  # the RedactingFilter on this handler and on the root logger
+    logging.captureWarnings(True)  # warnings (Celery's superuser warning…) become log records too
     return handler
 
 
