@@ -330,7 +330,7 @@ def _drop(rt: Runtime, task_id: str, tenant: str, kind: str, mode: str, limit: i
         f"dropped after {limit} deliveries: the worker running this {kind} of tenant {tenant!r} "
         f"died each time (killed for memory, crashed, or kill -9) before it finished. Look at the "
         f"worker's log and the host's kernel log (OOM killer) for task {task_id}; the next "
-        f"scheduled reconcile tries again, or run `erpsync apply --tenant {tenant}` to see it fail"
+        f"scheduled reconcile tries again, or run `erpsync apply --yes --tenant {tenant}` to see it fail"
     )
     log.error("task %s (%s of %s): %s", task_id, kind, tenant, reason)
     try:

@@ -2,8 +2,17 @@
 
 Each command group lives in its own module of this package and exposes
 ``register(app: typer.Typer) -> None``; modules are discovered here, so adding a
-command never means editing a shared file. Exit codes: 0 success (for ``plan``: no
-changes), 1 error, 2 ``plan``: changes present.
+command never means editing a shared file.
+
+Exit codes (docs/exit-codes.md; ``sync.report.outcomes.EXIT_CODES``):
+
+==== =========================================================================================
+0    success: ``plan`` has nothing to write; ``apply`` wrote every row (status ok)
+1    error: bad configuration or input, an unreachable platform, a run that stopped
+2    ``plan``: there are changes to apply
+3    ``apply``, ``retry-failed``: the run finished, but rows were quarantined, rejected,
+     deferred, failed or held (status partial); the report lists them with what to do
+==== =========================================================================================
 """
 
 from __future__ import annotations

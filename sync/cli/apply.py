@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,23 +17,50 @@ from sync.cli.inbound import inbound_status, print_inbound, retry_inbound
 from sync.core.plan import Plan
 from sync.engine.runs import run_dict
 from sync.errors import ErpsyncError
+from sync.report.outcomes import run_outcomes
 from sync.report.progress import progress_bars
+
+
+def _interactive() -> bool:
+    """Whether apply may ask a question: stdin and stdout are a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def exit_code(status: str) -> int:
+    """``ok`` -> 0, ``partial`` (rows need attention) -> 3, anything else -> 1 (docs/exit-codes.md)."""
+    return {"ok": 0, "partial": 3}.get(status, 1)
 
 
 def apply_command(
     plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `erpsync plan --out`.")] = None,
     config: ConfigOption = None,
     tenant: TenantOption = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Apply without showing the plan and asking first (for scripts)."),
+    ] = False,
     fast: Annotated[bool, typer.Option("--fast", help="Plan in fast mode (no remote reads).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Allow a plan that trips the safety valve.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write the run report as HTML.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
-    """Apply a saved plan exactly (refused when stale), or plan and apply in one go."""
-    from sync.engine.api import Engine
-    from sync.report import render_run_html, render_run_terminal
+    """Apply a saved plan exactly (refused when stale), or plan, show the plan, ask, and apply.
 
+    Without PLAN_FILE, apply shows the plan and asks before writing; `--yes` skips the
+    question, and without a terminal one of the two is required. Exit codes: 0 every row
+    written (status ok), 3 the run finished but rows need attention (status partial), 1 error.
+    """
+    from sync.engine.api import Engine
+    from sync.report import render_plan_terminal, render_run_html, render_run_terminal
+
+    if plan_file is None and not yes and not _interactive():
+        raise fail(
+            ErpsyncError(
+                "apply writes to the platforms: pass --yes to apply without asking, or a plan file "
+                "(`erpsync plan --out plan.json`, then `erpsync apply plan.json`)"
+            )
+        )
     settings = settings_or_exit(config)
     plan = None
     if plan_file is not None:
@@ -40,12 +68,26 @@ def apply_command(
             plan = Plan.from_json(plan_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise fail(FileNotFoundError(f"{plan_file}: no such plan file")) from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise fail(
+                ErpsyncError(f"{plan_file}: cannot read the plan file ({type(exc).__name__})")
+            ) from None
         except ErpsyncError as exc:
             raise fail(exc) from None
         if tenant and plan.tenant != tenant:
             raise fail(ErpsyncError(f"the plan is for tenant {plan.tenant!r}, not {tenant!r}"))
         tenant = plan.tenant
     engine = Engine(settings)
+    if plan is None and not yes:
+        try:
+            plan = engine.plan(tenant, mode="fast" if fast else "full", force=force)
+        except ErpsyncError as exc:
+            raise fail(exc) from None
+        render_plan_terminal(plan, console)
+        if not plan.is_empty() and not typer.confirm("Apply this plan?", default=False):
+            console.print("Nothing applied.")
+            raise typer.Exit(1)
+        tenant = plan.tenant
     try:
         with progress_bars(not (quiet or as_json), console) as (on_plan, advance):
             summary = engine.apply(
@@ -57,12 +99,16 @@ def apply_command(
     if html:
         html.write_text(render_run_html(run), encoding="utf-8")
     if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        data = summary.to_dict()
+        outcomes = run_outcomes(summary.counts)
+        data["outcomes"] = outcomes.to_dict()
+        data["next_steps"] = outcomes.next_steps()
+        typer.echo(json.dumps(data, indent=2))
     elif not quiet:
         render_run_terminal(run, console)
         if html:
-            console.print(f"HTML report: [bold]{html}[/]")
-    raise typer.Exit(0 if summary.status == "ok" else 1)
+            console.print(f"HTML report: [bold]{escape(str(html))}[/]")
+    raise typer.Exit(exit_code(summary.status))
 
 
 def status_command(
@@ -192,7 +238,8 @@ def retry_failed_command(
     except ErpsyncError as exc:
         raise fail(exc) from None
     console.print(f"released {released} record(s); run {summary.run_id}: {summary.status}")
-    raise typer.Exit(0 if summary.status == "ok" else 1)
+    console.print(f"rows: {run_outcomes(summary.counts).line()}", highlight=False)
+    raise typer.Exit(exit_code(summary.status))
 
 
 def register(app: typer.Typer) -> None:

@@ -150,9 +150,11 @@ class ApplyResult:
 
     @property
     def failed(self) -> int:
-        return sum(
-            n for (_, _, _, outcome), n in self.counts.items() if outcome in ("failed", "deferred", "held")
-        )
+        """Rows not written as planned: rejected (quarantined here), deferred, failed or held
+        (``sync.report.outcomes``: the classification every report uses)."""
+        from sync.report.outcomes import outcome_counts
+
+        return outcome_counts(self.counts).attention
 
 
 @dataclass

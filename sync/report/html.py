@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from sync.core.plan import Plan
 from sync.redact import scrub
+from sync.report.outcomes import ATTENTION, classify, plan_outcomes, run_outcomes
 from sync.report.view import action_row, duration, fmt, run_counts, summary, when
 
 
@@ -32,6 +33,7 @@ def _env() -> Environment:
 def render_plan_html(plan: Plan) -> str:
     kinds, rows = summary(plan)
     actions = [action_row(plan, a) for a in plan.actions]
+    held = plan_outcomes(plan.quarantine)
     return (
         _env()
         .get_template("plan.html.j2")
@@ -45,11 +47,14 @@ def render_plan_html(plan: Plan) -> str:
             entities=sorted({f"{a.platform}/{a.entity}" for a in actions}),
             n_drift=sum(1 for a in actions for c in a.changes if c.kind == "drift"),
             n_conflict=sum(1 for a in actions for c in a.changes if c.kind == "conflict"),
+            outcomes=held,
+            stage_class={"validate": "quarantined", "apply": "rejected"},
         )
     )
 
 
 def render_run_html(run: dict[str, Any]) -> str:
+    outcomes = run_outcomes(run.get("counts") or {})
     return (
         _env()
         .get_template("run.html.j2")
@@ -63,6 +68,8 @@ def render_run_html(run: dict[str, Any]) -> str:
                 (platform, sum(n.values()) if isinstance(n, dict) else n)
                 for platform, n in sorted((run.get("requests") or {}).items())
             ],
-            items=run.get("items") or [],
+            items=[i for i in run.get("items") or [] if classify(str(i.get("outcome") or "")) in ATTENTION],
+            outcomes=outcomes,
+            classify=classify,
         )
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from sync.core.plan import Plan
 from sync.redact import MASK, is_secret_key, redact
+from sync.report.outcomes import plan_outcomes
 
 
 def _mask(fields: Any, secret: frozenset[str]) -> Any:
@@ -46,6 +47,9 @@ def plan_report_dict(plan: Plan) -> dict[str, Any]:
                         change[side] = MASK
     redacted: dict[str, Any] = _plain_masks(redact(data))
     redacted["plan_hash"] = plan.hash
+    held = plan_outcomes(plan.quarantine)
+    redacted["outcomes"] = held.to_dict()  # the rows held back, by class (sync.report.outcomes)
+    redacted["next_steps"] = held.next_steps()
     return redacted
 
 

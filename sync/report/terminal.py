@@ -11,6 +11,7 @@ from rich.text import Text
 
 from sync.core.plan import Plan
 from sync.redact import scrub
+from sync.report.outcomes import ATTENTION, classify, plan_outcomes, run_outcomes
 from sync.report.view import EMPTY, ActionRow, action_row, duration, fmt, run_counts, summary, when
 
 
@@ -40,7 +41,13 @@ def render_plan_terminal(plan: Plan, console: Console, detail: bool = False) -> 
         f"{when(plan.created_at)} · hash {plan.hash[:12]}"
     )
     kinds, rows = summary(plan)
-    if not rows:
+    held = plan_outcomes(plan.quarantine)
+    if not rows and held.attention:
+        console.print(
+            f"[bold yellow]No changes to write[/], but {held.attention} row(s) need attention: "
+            f"{held.line()} (below)."
+        )
+    elif not rows:
         console.print("[green]Nothing to do[/]: ERP, state store and platforms agree.")
     else:
         table = Table(title="Actions", title_justify="left")
@@ -67,6 +74,12 @@ def render_plan_terminal(plan: Plan, console: Console, detail: bool = False) -> 
         for a in plan.actions:
             _print_action(console, action_row(plan, a))
     _print_quarantine(console, plan)
+    _print_next_steps(console, held.next_steps())
+
+
+def _print_next_steps(console: Console, steps: list[str]) -> None:
+    for step in steps:
+        console.print(Text(f"  • {step}", style="yellow"))
 
 
 def _print_action(console: Console, row: ActionRow) -> None:
@@ -119,14 +132,17 @@ def render_run_terminal(run: dict[str, Any], console: Console) -> None:
     )
     if run.get("error"):
         console.print(f"[bold red]error:[/] {_e(run['error'])}")
+    outcomes = run_outcomes(run.get("counts") or {})
+    console.print(Text(f"rows: {outcomes.line()}"))
     counts = run_counts(run.get("counts") or {})
     if counts:
         table = Table(title="Outcomes", title_justify="left")
         for col in ("platform", "entity", "action", "outcome"):
             table.add_column(col)
         table.add_column("count", justify="right")
-        for p, e, a, o, n in counts:
-            style = "" if o in ("ok", "") else ("yellow" if o in ("conflict", "skipped") else "red")
+        for p, e, a, raw, n in counts:
+            o = classify(raw)
+            style = "" if o == "written" else ("yellow" if o in ("conflict", "skipped") else "red")
             table.add_row(
                 Text(p), Text(e), Text(a, style=KIND_STYLE.get(a, "")), Text(o, style=style), str(n)
             )
@@ -145,7 +161,7 @@ def render_run_terminal(run: dict[str, Any], console: Console) -> None:
             else:
                 req.add_row(Text(platform), Text("total"), fmt(n))
         console.print(req)
-    items = run.get("items") or []
+    items = [i for i in run.get("items") or [] if classify(str(i.get("outcome") or "")) in ATTENTION]
     if items:
         table = Table(
             title=f"Items needing attention ({len(items)})", title_justify="left", title_style="bold red"
@@ -154,8 +170,10 @@ def render_run_terminal(run: dict[str, Any], console: Console) -> None:
             table.add_column(col)
         for i in items:
             keys = ("platform", "entity", "erp_key", "action", "outcome", "detail", "request_id")
-            table.add_row(*(Text(scrub(str(i.get(k) or ""))) for k in keys))
+            row = {**i, "outcome": classify(str(i.get("outcome") or ""))}
+            table.add_row(*(Text(scrub(str(row.get(k) or ""))) for k in keys))
         console.print(table)
+    _print_next_steps(console, outcomes.next_steps())
 
 
 def render_explain(info: dict[str, Any], console: Console) -> None:

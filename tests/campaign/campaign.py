@@ -540,7 +540,7 @@ def run_campaign(spec: CampaignSpec, root: Path, *, max_reconciles: int = 2) -> 
         for p, cfg in spec.faults.items():
             pg.set_faults(p, cfg)
         killed, rc = child_command(
-            pg, "apply", "--quiet", root=root, kill_after=spec.kill_after, name="apply"
+            pg, "apply", "--yes", "--quiet", root=root, kill_after=spec.kill_after, name="apply"
         )
         result.killed_after = killed
         result.faulty_status.append("killed" if killed is not None else f"exit {rc}")

@@ -64,7 +64,7 @@ def cli(pg: Playground) -> Cli:
 @pytest.fixture
 def synced(cli: Cli) -> Cli:
     """The playground after a first full sync."""
-    result = cli("apply", "--quiet")
+    result = cli("apply", "--yes", "--quiet")
     assert result.exit_code == 0, result.output
     return cli
 
@@ -174,7 +174,7 @@ def test_mass_delete_needs_force(synced: Cli) -> None:
     result = synced("plan")
     assert result.exit_code == 1, result.output
     assert "smartepi/sectors" in result.stderr and "--force" in result.stderr
-    result = synced("apply", "--quiet")
+    result = synced("apply", "--yes", "--quiet")
     assert result.exit_code == 1 and "--force" in result.stderr
     assert len(live(pg, "sectors")) == len(codes)  # refused: nothing deleted
 
@@ -182,7 +182,7 @@ def test_mass_delete_needs_force(synced: Cli) -> None:
     assert result.exit_code == 2, result.output
     kinds = Counter(a["kind"] for a in json.loads(result.stdout)["actions"] if a["entity"] == "sectors")
     assert kinds == {"delete": len(codes) - 2}
-    result = synced("apply", "--force", "--quiet")
+    result = synced("apply", "--yes", "--force", "--quiet")
     assert result.exit_code == 0, result.output
     assert sorted(r["code"] for r in live(pg, "sectors")) == keep
     assert synced("plan").exit_code == 0
@@ -261,9 +261,9 @@ def test_retry_failed_releases_platform_rejections_and_reapplies(synced: Cli) ->
     pg.kasa_admin("DELETE", f"/records/categories/{record['id']}")
     erp(pg, "UPDATE kasa_products SET category_code = ? WHERE sku = ?", leaf, sku)
 
-    result = synced("apply", "--fast")
-    assert result.exit_code == 0, result.output  # a rejected row is quarantined; the run goes on
-    assert "Items needing attention (1)" in result.stdout and "quarantined" in result.stdout
+    result = synced("apply", "--yes", "--fast")
+    assert result.exit_code == 3, result.output  # a rejected row: the run goes on, status partial
+    assert "Items needing attention (1)" in result.stdout and "rejected" in result.stdout
     assert "category_id" in result.stdout
     status = json.loads(synced("status", "--json").stdout)
     assert [(q["erp_key"], q["stage"], q["field"]) for q in status["quarantine"]] == [
@@ -272,7 +272,7 @@ def test_retry_failed_releases_platform_rejections_and_reapplies(synced: Cli) ->
     assert "platform_rejected" in synced("why", "products", sku, "--platform", "smartkasa").stdout
 
     pg.kasa_admin("POST", "/seed/categories", json=[record])  # restored in the console
-    assert synced("apply", "--quiet").exit_code == 0
+    assert synced("apply", "--yes", "--quiet").exit_code == 0
     assert json.loads(synced("status", "--json").stdout)["quarantine"] != []  # held: ERP row unchanged
 
     result = synced("retry-failed", "--quiet")

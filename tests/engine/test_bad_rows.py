@@ -160,7 +160,7 @@ def test_reference_rejected_at_apply_quarantines_dependents_and_settles(playgrou
         return Engine(pg.settings(), transports={"smartepi": _DuplicateCode(code)})
 
     first = engine().apply()
-    assert first.status == "ok", first.counts  # quarantined, not deferred: nothing failed
+    assert first.status == "partial", first.counts  # rejected rows: partial (#16.6), not deferred
     assert first.counts.get("smartepi/employees/create/deferred") is None
     store = StateStore(pg.settings().state_url)
     held = {(q.entity, q.erp_key): q for q in store.quarantined(pg.tenant)}

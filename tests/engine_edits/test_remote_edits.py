@@ -49,7 +49,7 @@ def pg(tmp_path: Path) -> Iterator[Playground]:
 @pytest.fixture
 def cli(pg: Playground) -> Cli:
     runner = Cli(pg)
-    result = runner("apply", "--quiet")
+    result = runner("apply", "--yes", "--quiet")
     assert result.exit_code == 0, result.output
     return runner
 
@@ -92,7 +92,7 @@ def test_console_edit_of_a_both_field_reaches_the_erp(cli: Cli) -> None:
     assert (action["kind"], action["entity"], action["erp_key"]) == ("pull", "employees", key)
     assert [(c["field"], c["kind"]) for c in action["changes"]] == [("jobRoleId", "pull")]
 
-    result = cli("apply")
+    result = cli("apply", "--yes")
     assert result.exit_code == 0, result.output
     assert "pull" in result.stdout
     assert cargo(pg, key) == others[0]  # funcionarios.cargo holds the ERP key of the new role
@@ -118,7 +118,7 @@ def test_same_field_changed_on_both_sides_is_a_reported_conflict_erp_wins(cli: C
     assert (change["field"], change["kind"], change["resolution"]) == ("jobRoleId", "conflict", "erp_wins")
     assert change["new"] == others[1]
 
-    result = cli("apply", "--json")
+    result = cli("apply", "--yes", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "ok"
     assert remote_employee(pg, remote_id)["jobRoleId"] == roles[others[1]]  # the ERP value is pushed
@@ -135,7 +135,7 @@ def test_edit_of_a_non_writable_source_entity_lands_in_adopted_edits(cli: Cli) -
     before = cargo(pg, key)
     console_edit(pg, remote_id, jobRoleId=roles[others[0]])
 
-    result = cli("apply")
+    result = cli("apply", "--yes")
     assert cargo(pg, key) == before  # the ERP table is not written
     assert result.exit_code == 0, result.output
     edits = StateStore(pg.settings().state_url).adopted_edits(pg.tenant)
@@ -145,7 +145,7 @@ def test_edit_of_a_non_writable_source_entity_lands_in_adopted_edits(cli: Cli) -
     # The ERP has not consumed the edit yet: the plan keeps showing the pull (never the old
     # value pushed back over the console edit), and applying again records nothing twice.
     assert cli("plan").exit_code == 2
-    assert cli("apply").exit_code == 0
+    assert cli("apply", "--yes").exit_code == 0
     assert len(StateStore(pg.settings().state_url).adopted_edits(pg.tenant)) == 1
     assert remote_employee(pg, remote_id)["jobRoleId"] == roles[others[0]]
 
@@ -160,7 +160,7 @@ def test_record_deleted_in_the_console_is_created_again(cli: Cli) -> None:
     result = cli("plan", "--json")
     assert result.exit_code == 2
     assert [(a["kind"], a["erp_key"]) for a in json.loads(result.stdout)["actions"]] == [("create", code)]
-    assert cli("apply", "--quiet").exit_code == 0
+    assert cli("apply", "--yes", "--quiet").exit_code == 0
     new_id = store.bindings(pg.tenant, "smartepi", "job_roles")[code]
     assert new_id != roles[code]
     assert any(r["id"] == new_id and not r.get("_deleted") for r in pg.epi_state()["job-roles"])

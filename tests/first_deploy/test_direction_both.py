@@ -58,7 +58,7 @@ def _cargo(pg: Playground, key: str) -> str:
 
 
 def test_a_console_edit_of_a_both_field_reaches_the_erp_without_writable(pg: Playground) -> None:
-    assert _cli(pg, "apply", "--quiet").exit_code == 0
+    assert _cli(pg, "apply", "--yes", "--quiet").exit_code == 0
     store = StateStore(pg.settings().state_url)
     key, remote_id = sorted(store.bindings(pg.tenant, "smartepi", "employees").items())[0]
     roles = store.bindings(pg.tenant, "smartepi", "job_roles")
@@ -71,7 +71,7 @@ def test_a_console_edit_of_a_both_field_reaches_the_erp_without_writable(pg: Pla
     assert result.exit_code == 2, result.output
     (action,) = json.loads(result.stdout)["actions"]
     assert [(c["field"], c["kind"]) for c in action["changes"]] == [("jobRoleId", "pull")]  # not drift
-    assert _cli(pg, "apply", "--quiet").exit_code == 0
+    assert _cli(pg, "apply", "--yes", "--quiet").exit_code == 0
     assert _cargo(pg, key) == other  # the console edit is in the ERP table
     employee = next(e for e in pg.epi_state()["employees"] if e["id"] == remote_id)
     assert employee["jobRoleId"] == roles[other]  # and was not overwritten

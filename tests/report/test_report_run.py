@@ -52,7 +52,7 @@ def test_run_terminal_shows_status_counts_requests_and_errors() -> None:
     render_run_terminal(_run(), console)
     out = console.export_text()
     assert "Run 42" in out and "partial" in out and "12.5 s" in out
-    assert "quarantined" in out and "smartkasa" in out
+    assert "2 rejected" in out and "smartkasa" in out
     assert "422 [name] blank" in out and "req-1" in out
     assert TOKEN not in out
     assert "14" in out and "3" in out
@@ -71,7 +71,7 @@ def test_run_html_is_self_contained_and_scrubbed() -> None:
     assert "http://" not in html and "https://" not in html
     assert TOKEN not in html
     assert "422 [name] blank" in html and "req-1" in html
-    assert ">quarantined<" in html and ">partial<" in html
+    assert ">rejected<" in html and ">partial<" in html
 
 
 def test_missing_run_is_reported() -> None:

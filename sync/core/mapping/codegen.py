@@ -69,6 +69,7 @@ def build_loop(
     entity: str,
     key_col: str,
     hash_cols: Sequence[str],
+    salt: bytes = b"",
     fields: Sequence[Any],  # CompiledField
     refs: Sequence[tuple[str, str]],  # (field name, target entity), self-references excluded
     natural_key: Sequence[str],
@@ -80,6 +81,7 @@ def build_loop(
         "G_Desired": Desired,
         "G_NO_CHILDREN": NO_CHILDREN,
         "G_blake": hashlib.blake2b,
+        "G_salt": salt,
         "G_intern": intern,
         "G_Invalid": Invalid,
         "G_Bail": _Bail,
@@ -89,7 +91,7 @@ def build_loop(
         "G_platform": platform,
         "G_entity": entity,
     }
-    locals_ = ["Desired", "blake", "intern", "MISS", "MAX", "email", "platform", "entity"]
+    locals_ = ["Desired", "blake", "salt", "intern", "MISS", "MAX", "email", "platform", "entity"]
     ref_index = {name: i for i, (name, _) in enumerate(refs)}
 
     cols: dict[str, str] = {}  # ERP column → local variable
@@ -260,7 +262,9 @@ def build_loop(
     src.append("            continue")
     # surrogatepass: a lone surrogate (a JSON export's "\udcff") must not raise here, outside
     # the try; the field that holds it is quarantined as ``invalid_text`` by its closure.
-    src.append(f"        h = blake({hash_expr}.encode('utf-8', 'surrogatepass'), digest_size=16).digest()")
+    src.append(
+        f"        h = blake({hash_expr}.encode('utf-8', 'surrogatepass'), digest_size=16, salt=salt).digest()"
+    )
     src.append("        seen_add(key)")
     if natural_key:  # collisions are found from hashes (``EntityMapping._drop_collisions``)
         src.append("        for nat in kv:")

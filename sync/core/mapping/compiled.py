@@ -299,6 +299,12 @@ class ChildMapping:
         return out, problems
 
 
+def mapping_salt(spec: EntitySpec, lookups: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """16 bytes that change when an entity's mapping (or a lookup table) changes."""
+    text = spec.model_dump_json() + repr(sorted((k, repr(v)) for k, v in lookups.items()))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class EntityMapping:
     """One compiled platform entity: its policy, its row mapper and its write-back."""
 
@@ -335,6 +341,9 @@ class EntityMapping:
         self._sensitive = frozenset(f.name for f in self.fields if f.policy.sensitive)
         cols = [spec.key, *(c for f in self.fields for c in f.columns)]
         self._hash_cols = tuple(dict.fromkeys(cols))
+        # Salts every row hash: a row the platform rejected is held until its hash changes,
+        # so a change of this entity's mapping (or its lookups) retries it too.
+        self._salt = mapping_salt(spec, lookups)
         self._unkeyed_forbidden = unkeyed_forbidden or spec.derive_key is not None
         derive = spec.derive_key
         self._derive_field = derive.field if derive and derive.template else None
@@ -430,7 +439,9 @@ class EntityMapping:
                     text += child.name + repr(
                         sorted(_SEP.join(map(str, map(r.get, child.columns))) for r in rows)
                     )
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        return hashlib.blake2b(
+            text.encode("utf-8", "surrogatepass"), digest_size=16, salt=self._salt
+        ).hexdigest()
 
     # --- mapping ---------------------------------------------------------------------
 
@@ -471,6 +482,7 @@ class EntityMapping:
                 entity=self.entity,
                 key_col=self.erp_key_field,
                 hash_cols=self._hash_cols,
+                salt=self._salt,
                 fields=self.fields,
                 refs=self._refs,
                 natural_key=self.natural_key,
@@ -493,7 +505,7 @@ class EntityMapping:
         key_col = self.erp_key_field
         fns = [(f.name, f.fn) for f in self.fields]
         hash_cols = self._hash_cols
-        blake, sep = hashlib.blake2b, _SEP
+        blake, sep, salt = hashlib.blake2b, _SEP, self._salt
         nk = self.natural_key
         keyfn = key_function(nk) if nk else None
         refs = [
@@ -531,7 +543,7 @@ class EntityMapping:
                 h = self.row_hash(row, kids)
             else:
                 text = sep.join(map(str, map(row.get, hash_cols)))
-                h = blake(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+                h = blake(text.encode("utf-8", "surrogatepass"), digest_size=16, salt=salt).hexdigest()
             if "\x00" in key or not key.isprintable():
                 if has_surrogates(key):
                     entry = self._entry(key, key_col, "invalid_text", "ERP key " + INVALID_TEXT, key, h)
