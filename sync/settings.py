@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sync.alerts.settings import AlertSettings
+from sync.core.platforms import CATALOGUE
 from sync.errors import ConfigError
 from sync.redact import register_secret
 from sync.sources.config import SourceConfig
@@ -158,6 +159,10 @@ class SmartEPISettings(_Strict):
 
     _check_url = field_validator("base_url")(classmethod(lambda cls, v: check_base_url(v)))
 
+    def secrets(self) -> list[SecretStr]:
+        """Values the log redaction must mask."""
+        return [self.api_key, *self.webhook_secrets]
+
 
 class SmartKasaSettings(_Strict):
     base_url: str
@@ -181,6 +186,10 @@ class SmartKasaSettings(_Strict):
     shops: dict[str, int] = Field(default_factory=dict)  # ERP shop code -> SmartKasa shop id
 
     _check_url = field_validator("base_url")(classmethod(lambda cls, v: check_base_url(v)))
+
+    def secrets(self) -> list[SecretStr]:
+        """Values the log redaction must mask."""
+        return [self.api_key, self.password]
 
     @field_validator("phone")
     @classmethod
@@ -229,9 +238,13 @@ class TenantSettings(_Strict):
 
     @model_validator(mode="after")
     def _platforms(self) -> TenantSettings:
-        if self.smartepi is None and self.smartkasa is None:
-            raise ValueError("configure at least one platform (smartepi or smartkasa)")
+        if not self.platform_sections():
+            raise ValueError(f"configure at least one platform ({' or '.join(CATALOGUE)})")
         return self
+
+    def platform_sections(self) -> dict[str, SmartEPISettings | SmartKasaSettings]:
+        """The configured platforms' settings sections, by platform name (the catalogue's)."""
+        return {name: section for name in CATALOGUE if (section := getattr(self, name, None)) is not None}
 
 
 NAMESPACE_ENV = "ERPSYNC_NAMESPACE"
@@ -352,9 +365,8 @@ class Settings(BaseSettings):
 
         soft = soft_time_limit(self.celery.task_time_limit)
         for tid, tenant in self.tenants.items():
-            for name in ("smartepi", "smartkasa"):
-                platform = getattr(tenant, name)
-                if platform is not None and slot_lease(platform.timeout_seconds) > soft:
+            for name, platform in tenant.platform_sections().items():
+                if slot_lease(platform.timeout_seconds) > soft:
                     raise ValueError(
                         f"tenants.{tid}.{name}.timeout_seconds ({platform.timeout_seconds:g} s, so a "
                         f"rate-limit slot lease of {slot_lease(platform.timeout_seconds):g} s) is longer "
@@ -535,10 +547,8 @@ def _register_secrets(settings: Settings) -> None:
         secrets: list[SecretStr | None] = [tenant.event_token]
         if tenant.alerts:
             secrets += tenant.alerts.secrets()
-        if tenant.smartepi:
-            secrets += [tenant.smartepi.api_key, *tenant.smartepi.webhook_secrets]
-        if tenant.smartkasa:
-            secrets += [tenant.smartkasa.api_key, tenant.smartkasa.password]
+        for section in tenant.platform_sections().values():
+            secrets += section.secrets()
         for secret in secrets:
             if secret is not None:
                 register_secret(secret.get_secret_value())

@@ -43,7 +43,12 @@ class TenantRuntime:
         (under any name a ``shop_id`` field gives it: ``sync.engine.shops``)."""
         from sync.engine.shops import tenant_lookups
 
-        return load_mappings(self.tenant.mappings, lookups=tenant_lookups(self.tenant))
+        mappings = load_mappings(self.tenant.mappings, lookups=tenant_lookups(self.tenant))
+        if not self.tenant.generated_mapping_loop:
+            from sync.core.mapping.reference import set_generated_loop
+
+            set_generated_loop(mappings, False)
+        return mappings
 
     @cached_property
     def source(self) -> Any:
