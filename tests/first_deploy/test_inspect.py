@@ -199,7 +199,7 @@ def test_a_rejected_shop_id_says_to_fix_the_shop_configuration() -> None:
     assert "fix the ERP row" in str(other)  # other fields are still the row's
 
 
-def test_an_apply_with_wrong_shop_ids_points_at_the_shop_configuration(pg: Playground, tmp_path: Path) -> None:
+def test_an_apply_with_wrong_shop_ids_points_at_the_shop_config(pg: Playground, tmp_path: Path) -> None:
     wrong = _config(pg, tmp_path / "wrong.yaml", shops={"KYIV-01": 1, "LVIV-01": 2})
     apply = _cli(wrong, "apply", "--yes")
     out = " ".join(apply.output.split())
