@@ -51,6 +51,15 @@ def check(
     offline: Annotated[
         bool, typer.Option("--offline", help="Do not ask SmartKasa whether the configured shop ids exist.")
     ] = False,
+    show_generated: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--show-generated",
+            metavar="ENTITY",
+            help="Also print the Python row loop generated for ENTITY (platform.entity, or entity"
+            " when one platform maps it) for every tenant that maps it; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Validate FILE: every problem is reported with its key path; secrets are never printed."""
     notes: list[str] = []
@@ -74,6 +83,49 @@ def check(
     console.print(
         f"[green]ok[/]: {file} ({len(settings.tenants)} tenant(s): {', '.join(settings.tenants) or '-'})"
     )
+    for name in show_generated or []:
+        try:
+            print_generated(settings.tenants, name)
+        except ErpsyncError as exc:
+            raise fail(exc) from None
+
+
+def print_generated(tenants: dict[str, TenantSettings], name: str) -> None:
+    """``--show-generated``: the generated row loop of entity ``name`` in every tenant mapping it."""
+    from sync.core.mapping import load_mappings
+    from sync.core.mapping.reference import generated_source
+    from sync.engine.shops import tenant_lookups
+    from sync.errors import ConfigError
+
+    platform_part, _, entity_part = name.rpartition(".")
+    shown = 0
+    mapped: list[str] = []
+    for tenant_id, tenant in tenants.items():
+        mappings = load_mappings(tenant.mappings, lookups=tenant_lookups(tenant))
+        for platform in mappings.platforms:
+            for em in mappings.entities(platform):
+                mapped.append(f"{platform}.{em.entity}")
+                if em.entity != entity_part or platform_part not in ("", platform):
+                    continue
+                shown += 1
+                source = generated_source(em)
+                title = f"tenants.{tenant_id}: {platform}.{em.entity}"
+                if source is None:
+                    console.print(
+                        f"# {escape(title)}: no generated loop (an entity with children maps every row"
+                        " through the per-field path)",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    continue
+                console.print(f"# {escape(title)}: generated row loop", highlight=False)
+                console.print(escape(source), highlight=False, soft_wrap=True, end="")
+    if not shown:
+        known = ", ".join(sorted(set(mapped))) or "none"
+        raise ConfigError(
+            f"--show-generated {name}: no tenant maps this entity (mapped: {known})",
+            hint="name it as platform.entity, e.g. smartepi.employees",
+        )
 
 
 def register(app: typer.Typer) -> None:
