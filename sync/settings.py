@@ -227,6 +227,9 @@ class TenantSettings(_Strict):
     schedule: Schedule = Field(default_factory=Schedule)
     safety_share: float = Field(0.2, gt=0, le=1)
     derive_identification: str | None = "ERP-{erp_key}"
+    # false: map every row through the per-field reference path (slower, same results; see
+    # docs/decisions/0002-generated-mapping-loop.md)
+    generated_mapping_loop: bool = True
     alerts: AlertSettings | None = None  # docs/deployment.md "Alerts"
 
     @field_validator("mappings")
