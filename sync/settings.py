@@ -200,10 +200,28 @@ class SmartKasaSettings(_Strict):
         return digits
 
 
-class SinkSettings(_Strict):
-    """Where inbound data lands: SQL tables (default: the ERP source database) or JSONL files."""
+class TrytonSinkSettings(_Strict):
+    """``sink: {kind: tryton}`` (docs/tryton.md "Sink"): connection defaults to the ERP source's."""
 
-    kind: Literal["sql", "jsonl"] = "sql"
+    url: str | None = None
+    database: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    warehouse: str = "ALM"  # code of the PPE warehouse (withdrawals leave its storage location)
+    consumption_prefix: str = "CONS-"  # consumption location code = prefix + cost centre code
+    default_consumption: str | None = None  # location code when no cost centre is known
+    batch_size: int = Field(50, ge=1, le=500)  # split further on SQLite's batch ceiling
+    module: Literal["auto", "on", "off"] = "auto"  # erpsync_tryton's external_id
+    payment_methods: dict[str, str] = Field(default_factory=dict)  # payment_type_id -> method name
+    default_payment_method: str = "Картка"
+    points: dict[str, str] = Field(default_factory=dict)  # shop key -> sale.point name
+
+
+class SinkSettings(_Strict):
+    """Where inbound data lands: SQL tables (default: the ERP source database), JSONL files, or Tryton."""
+
+    kind: Literal["sql", "jsonl", "tryton"] = "sql"
+    tryton: TrytonSinkSettings = Field(default_factory=TrytonSinkSettings)
     url: str | None = None  # sql: SQLAlchemy URL; default the ERP source URL
     directory: Path | None = None  # jsonl
     tables: dict[str, str] = Field(default_factory=dict)  # stream -> existing ERP table to upsert into

@@ -33,6 +33,10 @@ def open_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore) -> Sin
     ``sink.prefix`` (prefix of the tables we create, default ``erpsync_``).
     """
     cfg = tenant_settings.sink
+    if cfg.kind == "tryton":  # docs/tryton.md "Sink"
+        from sync.sinks.tryton import open_tryton_sink
+
+        return open_tryton_sink(tenant_settings, tenant_id=tenant_id, store=store)
     if cfg.kind == "jsonl":
         if cfg.directory is None:
             raise ConfigError(f"tenants.{tenant_id}.sink.directory: required for a jsonl sink")
