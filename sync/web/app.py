@@ -83,6 +83,9 @@ def create_app(
     status = _optional("sync.web.status")  # GET /status (operator_token), docs/deployment.md
     if status is not None:
         app.include_router(status.make_status_router(get_settings, get_store))
+    from sync.alerts import watch  # alerts also fire when workers or beat are down
+
+    watch.install(app, get_settings, get_store)
     return app
 
 

@@ -350,3 +350,36 @@ def test_settings_refuse_bad_alert_targets(tmp_path: Path, base: str, why: str) 
     with pytest.raises(ConfigError, match=why) as err:
         alert_settings(tmp_path, "acme", http_url=base, smtp_port=None, state_url="sqlite://")
     assert HOOK_KEY not in str(err.value)  # the URL (a credential) is not echoed
+
+
+def test_the_web_process_evaluates_alerts_while_it_serves(
+    rx: tuple[HttpReceiver, SmtpReceiver],
+    tmp_path: Path,
+    redis_url: str,
+    tenant_id: str,
+) -> None:
+    """With no worker at all, `erpsync serve` still reports (here: a failed run)."""
+    from sync.web import create_app
+
+    http, _ = rx
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    settings = alert_settings(
+        tmp_path,
+        tenant_id,
+        http_url=http.url,
+        smtp_port=None,
+        state_url=state_url,
+        redis_url=redis_url,
+        formats=("json",),
+    )
+    store = StateStore(state_url)
+    _run(store, tenant_id, "failed", error="boom")
+    app = create_app(settings, store=store)
+    TestClient(app).get("/health/live")  # no lifespan (no `with`): no evaluation
+    assert http.posts == [] and store.alert_states(tenant_id) == []
+    with TestClient(app) as client:  # the lifespan of a served app
+        deadline = time.monotonic() + 20
+        while not http.posts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/health/live").status_code == 200
+    assert [b["status"] for b in http.bodies(f"/json/{HOOK_KEY}")] == ["firing"]
