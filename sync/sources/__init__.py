@@ -9,15 +9,20 @@ from sync.sources.config import (
     SourceConfig,
     SqlEntityConfig,
     SqlSourceConfig,
+    TrytonSourceConfig,
 )
 
 
-def open_source(config: SqlSourceConfig | FileSourceConfig) -> Source:
+def open_source(config: SqlSourceConfig | FileSourceConfig | TrytonSourceConfig) -> Source:
     """Build the source a config describes (connections open lazily)."""
     if isinstance(config, SqlSourceConfig):
         from sync.sources.sql import SqlSource
 
         return SqlSource(config)
+    if isinstance(config, TrytonSourceConfig):
+        from sync.sources.tryton import TrytonSource
+
+        return TrytonSource(config)
     from sync.sources.files import FileSource
 
     return FileSource(config)
@@ -30,5 +35,6 @@ __all__ = [
     "SourceConfig",
     "SqlEntityConfig",
     "SqlSourceConfig",
+    "TrytonSourceConfig",
     "open_source",
 ]

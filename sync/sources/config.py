@@ -7,7 +7,7 @@ An ERP entity not listed under ``entities`` defaults to a table (SQL) or a
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -81,4 +81,69 @@ class FileSourceConfig(_Strict):
     entities: dict[str, FileEntityConfig] = Field(default_factory=dict)
 
 
-SourceConfig = Annotated[SqlSourceConfig | FileSourceConfig, Field(discriminator="kind")]
+class TrytonColumnConfig(_Strict):
+    """One column of a Tryton entity's rows (docs/tryton.md "Source"): a dotted field path
+    from the entity's model (``party.identifiers.code_compact``), optionally filtered on the
+    records it ends in (``where: {type: br_cpf}``), or read from another ``model`` whose
+    ``link`` field points at this row's ``to`` path (analytic rules → their party)."""
+
+    path: str = Field(min_length=1)
+    where: dict[str, Any] = Field(default_factory=dict)  # conditions on the path's final records
+    pick: Literal["first", "all", "join", "count"] = "first"  # x2many: which value(s)
+    sep: str = "+"  # pick: join separator (values sorted, numbers normalised)
+    model: str | None = None  # related model (reverse link)
+    link: str | None = None  # its field pointing at this row's ``to`` value
+    to: str = "id"  # the path on this row that ``link`` points at
+    domain: list[Any] = Field(default_factory=list)  # extra domain on the related model
+
+    @model_validator(mode="after")
+    def _related(self) -> TrytonColumnConfig:
+        if (self.model is None) != (self.link is None):
+            raise ValueError("a related column needs both model and link")
+        return self
+
+
+class TrytonStockConfig(_Strict):
+    """Rows per (record, warehouse) with the warehouse's computed ``quantity``."""
+
+    warehouses: list[str] = Field(min_length=1)  # stock.location codes of type warehouse
+    column: str = "warehouse"  # the row column holding the warehouse code
+    quantity: str = "quantity"  # the row column holding the quantity
+
+
+class TrytonEntityConfig(_Strict):
+    """One ERP entity read from Tryton: a model, a domain, a context and columns."""
+
+    model: str
+    domain: list[Any] = Field(default_factory=list)
+    context: dict[str, Any] = Field(default_factory=dict)
+    columns: dict[str, TrytonColumnConfig | str] = Field(default_factory=dict)
+    key: str = "id"  # the column holding the ERP key (``id``: the record id)
+    active_test: bool = False  # False: archived records are read too (mark them with ``active``)
+    distinct: bool = False  # drop repeated rows (variants repeating their template's CA)
+    changes: list[str] | None = None  # paths whose last_modified_at dates a change (default: derived)
+    writable: bool = False  # write_back allowed (console edits of pull/both fields)
+    stock: TrytonStockConfig | None = None
+
+
+class TrytonSourceConfig(_Strict):
+    kind: Literal["tryton"] = "tryton"
+    url: str  # http(s)://host:port of trytond (the JSON-RPC root)
+    database: str = Field(min_length=1)
+    user: str = Field(min_length=1)  # one integration user per company (tenant)
+    password: SecretStr
+    entities: dict[str, TrytonEntityConfig] = Field(default_factory=dict)  # merged over the defaults
+    page_size: int = Field(default=1_000, ge=1, le=100_000)  # keyset page (field guide: >1000 buys nothing)
+    overlap_seconds: float = Field(default=300.0, ge=0)  # re-read window of the change poll (§5.2)
+    timeout: float = Field(default=60.0, gt=0)
+    context: dict[str, Any] = Field(default_factory=dict)  # sent with every call (e.g. company)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("the Tryton url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+SourceConfig = Annotated[SqlSourceConfig | FileSourceConfig | TrytonSourceConfig, Field(discriminator="kind")]
