@@ -138,8 +138,8 @@ def check_all(settings: Settings, store: StateStore, *, now: dt.datetime | None 
             continue
         try:
             out[tenant_id] = len(check_tenant(store, tenant_id, tenant, now=now))
-        except Exception:
-            log.exception("alerts of tenant %s could not be evaluated", tenant_id)
+        except Exception as exc:
+            _failed(tenant_id, exc)
     return out
 
 
@@ -150,8 +150,19 @@ def after_run(settings: Settings, store: StateStore, tenant_id: str) -> None:
         return
     try:
         check_tenant(store, tenant_id, tenant)
-    except Exception:
-        log.exception("alerts of tenant %s could not be evaluated after a run", tenant_id)
+    except Exception as exc:
+        _failed(tenant_id, exc)
+
+
+def _failed(tenant_id: str, exc: Exception) -> None:
+    """Log why, scrubbed and without a traceback (a driver's text may hold a URL)."""
+    log.error(
+        "alerts of tenant %s could not be evaluated: %s: %s (check the state store; after an "
+        "upgrade run `erpsync db upgrade`)",
+        tenant_id,
+        type(exc).__name__,
+        scrub(str(exc))[:500],
+    )
 
 
 def webhook_verified(store: StateStore, tenant_id: str, ok: bool) -> None:
@@ -159,5 +170,7 @@ def webhook_verified(store: StateStore, tenant_id: str, ok: bool) -> None:
     one ends it. Never raises (the answer to the sender must not depend on it)."""
     try:
         store.alert_count(tenant_id, WEBHOOK_FAILURES, reset=ok)
-    except Exception:
-        log.warning("could not count a webhook signature check of tenant %s", tenant_id, exc_info=True)
+    except Exception as exc:
+        log.warning(
+            "could not count a webhook signature check of tenant %s: %s", tenant_id, scrub(str(exc))[:300]
+        )

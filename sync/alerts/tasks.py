@@ -16,6 +16,7 @@ from celery.signals import task_postrun
 
 from sync.alerts import service
 from sync.celery_app import app
+from sync.redact import scrub
 
 log = logging.getLogger("erpsync.alerts")
 
@@ -66,5 +67,5 @@ def _after_run(
 
         rt = runtime()
         service.after_run(rt.settings, rt.store, tenant)
-    except Exception:  # alerting never fails a task
-        log.exception("alerts after %s of %s could not be evaluated", name, tenant)
+    except Exception as exc:  # alerting never fails a task
+        log.error("alerts after %s of %s could not be evaluated: %s", name, tenant, scrub(str(exc))[:500])

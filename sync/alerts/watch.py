@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sync.alerts.service import check_all
+from sync.redact import scrub
 from sync.settings import Settings
 from sync.state.store import StateStore
 
@@ -39,8 +40,8 @@ class Watcher:
         while not self.stop.is_set():
             try:
                 check_all(self.get_settings(), self.get_store())
-            except Exception:  # an unreachable state store: try again next interval
-                log.warning("alerts could not be evaluated by the web process", exc_info=True)
+            except Exception as exc:  # an unreachable state store: try again next interval
+                log.warning("alerts could not be evaluated by the web process: %s", scrub(str(exc))[:500])
             self.stop.wait(self.get_settings().alerts_check_seconds)
 
     def close(self, timeout: float = 30.0) -> None:

@@ -383,3 +383,22 @@ def test_the_web_process_evaluates_alerts_while_it_serves(
             time.sleep(0.05)
         assert client.get("/health/live").status_code == 200
     assert [b["status"] for b in http.bodies(f"/json/{HOOK_KEY}")] == ["firing"]
+
+
+def test_an_unusable_state_store_is_logged_not_raised(
+    tmp_path: Path, tenant_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import text
+
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    settings = alert_settings(
+        tmp_path, tenant_id, http_url="http://127.0.0.1:9", smtp_port=None, state_url=state_url
+    )
+    store = StateStore(state_url)
+    with store.engine.begin() as conn:  # a store not upgraded to the alerts migration
+        conn.execute(text("DROP TABLE alert_states"))
+    with caplog.at_level("ERROR", logger="erpsync.alerts"):
+        assert service.check_all(settings, store) == {}
+        service.after_run(settings, store, tenant_id)
+    assert len(caplog.records) == 2
+    assert all("erpsync db upgrade" in r.getMessage() and r.exc_info is None for r in caplog.records)
