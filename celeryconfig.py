@@ -57,9 +57,10 @@ def restore_interval(visibility_timeout: int) -> int:
 
 
 def is_sql_source(erp: Any) -> bool:
-    """SQL sources have an ``updated_at`` column the watermark poll can use."""
+    """SQL sources have an ``updated_at`` column the watermark poll can use; Tryton sources
+    poll ``last_modified_at`` of every contributing model (sync.sources.tryton)."""
     kind = erp.get("kind") if isinstance(erp, dict) else getattr(erp, "kind", None)
-    return kind == "sql"
+    return kind in ("sql", "tryton")
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

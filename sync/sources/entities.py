@@ -127,9 +127,14 @@ def flows_back(tenant: TenantSettings) -> list[FlowBack]:
 def writes_back(tenant: TenantSettings, source: str) -> bool:
     """Whether the ERP source lets erpsync write pulled values into ``source``'s rows: a SQL
     table marked ``writable: true`` (queries and file exports cannot be written)."""
-    from sync.sources.config import SqlSourceConfig
+    from sync.sources.config import SqlSourceConfig, TrytonSourceConfig
 
     erp = tenant.erp
+    if isinstance(erp, TrytonSourceConfig):
+        from sync.sources.tryton import entity_configs
+
+        tconf = entity_configs(erp).get(source)
+        return tconf is not None and tconf.writable
     if not isinstance(erp, SqlSourceConfig):
         return False
     conf = erp.entities.get(source)
