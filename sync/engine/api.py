@@ -167,7 +167,9 @@ class Engine:
         return list(out)
 
     def _make_plan(self, rt: TenantRuntime, col: Collected, mode: Mode, force: bool) -> Plan:
-        return make_plan(
+        from sync.engine.adoption import warn_first_adoption
+
+        plan = make_plan(
             rt.tenant_id,
             col.policies.values(),
             col.inputs,
@@ -176,6 +178,8 @@ class Engine:
             safety_share=rt.tenant.safety_share,
             force=force,
         )
+        warn_first_adoption(self.store, rt.tenant_id, plan)  # a new state store says so first
+        return plan
 
     # --- plan -----------------------------------------------------------------------------
 
