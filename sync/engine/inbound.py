@@ -581,8 +581,9 @@ def _fail(
         tenant,
         [failure_entry(ev.platform, stream, rid, err, reason) for ev, stream, rid, err, reason in failed],
     )
-    for *_, reason in failed[:20]:
-        log.warning("inbound record held as failed: %s", reason)
+    for ev, stream, rid, _, reason in failed[:20]:
+        extra = {"platform": ev.platform, "entity": stream, "key": rid}
+        log.warning("inbound record held as failed: %s", reason, extra=extra)
 
 
 def _retry_later(store: StateStore, events: Sequence[InboundEvent], error: str, now: dt.datetime) -> int:
@@ -680,7 +681,8 @@ def park_failed(
     )
     if row is not None:
         store.quarantine(tenant, [failure_entry(platform, stream, key, err, reason)])
-        log.warning("inbound record held as failed: %s", reason)
+        extra = {"platform": platform, "entity": stream, "key": key}
+        log.warning("inbound record held as failed: %s", reason, extra=extra)
     return 1 if row is not None else 0
 
 

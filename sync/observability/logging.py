@@ -106,6 +106,7 @@ class ContextFilter(logging.Filter):
 
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_STANDARD.add("color_message")  # uvicorn's copy of the message with terminal colour codes
 
 
 def _plain(value: Any) -> Any:
