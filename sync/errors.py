@@ -127,7 +127,7 @@ class TransportError(ClientError):
     """No HTTP response: connect failure, timeout before sending, DNS…"""
 
     kind = "transient"
-    default_hint = "check connectivity; the request will be retried"
+    default_hint = "check the platform's base_url in the configuration and that this machine can reach it"
 
 
 class ConnectFailed(TransportError):

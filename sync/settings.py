@@ -414,12 +414,22 @@ class Settings(BaseSettings):
         if tenant_id is None:
             if len(self.tenants) == 1:
                 return next(iter(self.tenants.items()))
-            raise ConfigError(f"{len(self.tenants)} tenants configured", hint="choose one with --tenant")
+            if not self.tenants:
+                raise ConfigError(
+                    "the configuration has no tenants",
+                    hint="add a `tenants:` section with one tenant (see docs/configuration.md)",
+                )
+            known = ", ".join(sorted(self.tenants))
+            raise ConfigError(
+                f"{len(self.tenants)} tenants configured", hint=f"choose one with --tenant ({known})"
+            )
         try:
             return tenant_id, self.tenants[tenant_id]
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "none"
-            raise ConfigError(f"unknown tenant {tenant_id!r} (configured: {known})") from None
+            raise ConfigError(
+                f"unknown tenant {tenant_id!r}", hint=f"pass --tenant with one of: {known}"
+            ) from None
 
 
 def expand_env(value: Any, path: str = "") -> Any:
@@ -453,11 +463,23 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration:"]
+    """Every problem with its key path (one line when there is one); an unknown key names the
+    close valid one (did you mean) or the valid ones."""
+    from sync.confighelp import unknown_key_message
+
+    problems = []
     for err in exc.errors(include_url=False, include_input=False):
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {_loc(tuple(err['loc']))}: {msg}")
-    return "\n".join(lines)
+        if err["type"] == "extra_forbidden":
+            msg = unknown_key_message(Settings, tuple(err["loc"]))
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        problems.append(f"{_loc(tuple(err['loc']))}: {msg}")
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join(
+        [f"{source}: invalid configuration ({len(problems)} problems):", *(f"  {p}" for p in problems)]
+    )
 
 
 def _sqlite_relative_to(url: Any, base: Path) -> Any:

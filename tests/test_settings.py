@@ -71,7 +71,7 @@ def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         (('phone: "380 97 123 45 67"', 'phone: "12"'), "tenants.acme.smartkasa.phone: phone must have"),
         (
             ("api_key: kasa-key-123456", "api_kee: kasa-key-123456"),
-            "tenants.acme.smartkasa.api_kee: Extra inputs",
+            "tenants.acme.smartkasa.api_kee: unknown key (did you mean 'api_key'?)",
         ),
         (("mappings: [m.yaml]", "mappings: []"), "tenants.acme.mappings: at least one mapping file"),
         (("  acme:", "  Acme Corp:"), "tenant id 'Acme Corp' must be lowercase"),

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sync.errors import ErpsyncError
 from sync.observability.logging import setup_logging
@@ -51,7 +52,27 @@ def settings_or_exit(config: Path | None) -> Settings:
     return settings
 
 
+def check_output(path: Path | None, option: str) -> None:
+    """Refuse an output file (``--html``, ``--out``) that cannot be written, before any work."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(
+            ErpsyncError(
+                f"{option} {path}: is a directory", hint=f"give a file name, e.g. {path / 'report.html'}"
+            )
+        )
+    parent = path.parent
+    if not parent.is_dir():
+        fail(
+            ErpsyncError(
+                f"{option} {path}: the folder {parent} does not exist", hint="create it or pick another"
+            )
+        )
+
+
 def fail(exc: BaseException, code: int = 1) -> typer.Exit:
     """Print one clear, redacted error line and exit (never a traceback for expected errors)."""
-    err_console.print(f"[bold red]error:[/] {scrub(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+    # The message is data (paths, values): escaped, so "[bold]" in a path is printed as written.
+    err_console.print(f"[bold red]error:[/] {escape(scrub(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sync.cli._common import ConfigOption, TenantOption, console, fail, settings_or_exit
+from sync.cli._common import ConfigOption, TenantOption, check_output, console, fail, settings_or_exit
 from sync.cli.inbound import inbound_status, print_inbound, retry_inbound
 from sync.core.plan import Plan
 from sync.engine.runs import run_dict
@@ -61,6 +61,7 @@ def apply_command(
                 "(`erpsync plan --out plan.json`, then `erpsync apply plan.json`)"
             )
         )
+    check_output(html, "--html")
     settings = settings_or_exit(config)
     plan = None
     if plan_file is not None:

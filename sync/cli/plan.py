@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sync.cli._common import ConfigOption, TenantOption, console, fail, settings_or_exit
+from sync.cli._common import ConfigOption, TenantOption, check_output, console, fail, settings_or_exit
 from sync.errors import ErpsyncError
 
 
@@ -35,6 +35,8 @@ def plan_command(
     from sync.engine.api import Engine
     from sync.report import render_plan_html, render_plan_json, render_plan_terminal
 
+    check_output(out, "--out")
+    check_output(html, "--html")
     settings = settings_or_exit(config)
     try:
         plan = Engine(settings).plan(tenant, mode="fast" if fast else "full", force=force)

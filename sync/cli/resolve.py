@@ -34,7 +34,7 @@ def resolve_command(
     from sync.engine.intents import settle_by_hand
 
     if (remote_id is None) == (not not_created):
-        raise fail(ConfigError("give exactly one of --remote-id ID and --not-created"))
+        raise fail(ConfigError("give exactly one of --remote-id ID and --not-created", hint=""))
     settings = settings_or_exit(config)
     try:
         done = settle_by_hand(

@@ -562,7 +562,7 @@ class RequestLoop:
         else:
             cls = RequestTimeout if timed_out else TransportError
         return cls(
-            f"{type(exc).__name__}: {detail} ({decision.reason})",
+            f"{self.platform} at {url} did not answer: {type(exc).__name__}: {detail} ({decision.reason})",
             platform=self.platform,
             method=method,
             url=url,

@@ -140,7 +140,7 @@ def decide(
         if ambiguous:
             return Decision(False, ambiguous=True, reason="POST failed after sending: outcome unknown")
     if attempt >= policy.max_attempts:
-        return Decision(False, reason=f"gave up after {attempt} attempts")
+        return Decision(False, reason=f"{attempt} attempts failed")
     if retry_after is not None:
         delay = min(retry_after, policy.max_retry_after)
     else:

@@ -432,7 +432,10 @@ async def pull_async(
     wanted = set(streams) if streams is not None else set(EPI_STREAMS) | set(KASA_STREAMS)
     unknown = wanted - set(EPI_STREAMS) - set(KASA_STREAMS)
     if unknown:
-        raise ConfigError(f"unknown pull stream(s): {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"unknown pull stream(s): {', '.join(sorted(unknown))}",
+            hint=f"--stream takes one of: {', '.join(sorted(set(EPI_STREAMS) | set(KASA_STREAMS)))}",
+        )
     owned: list[Any] = []
     try:
         if tenant_settings.smartepi is not None and wanted & set(EPI_STREAMS):

@@ -151,7 +151,11 @@ def plan_outcomes(quarantine: Iterable[Any]) -> Outcomes:
 EXIT_CODES = (
     (0, "success: `plan` has nothing to write; `apply` wrote every row (status ok)"),
     (1, "error: bad configuration or input, an unreachable platform, a run that stopped"),
-    (2, "`plan`: there are changes to apply"),
+    (
+        2,
+        "`plan`: there are changes to apply; any command: a usage error "
+        "(an unknown option, a bad option value)",
+    ),
     (
         3,
         "`apply`, `retry-failed`: the run finished, but rows were quarantined, rejected, deferred, "

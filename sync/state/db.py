@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, create_engine
 
 from sync.errors import StateError
@@ -77,6 +77,19 @@ def _tighten(path: Path) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """A new engine for ``url`` (see ``_make_engine``); a URL no dialect takes is a StateError."""
+    try:
+        return _make_engine(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+        why = "its driver is not installed" if isinstance(exc, ImportError) else "not a database URL"
+        raise StateError(
+            f"state_url {scrub(scheme)!r}: {why}",
+            hint="use e.g. sqlite:///erpsync-state.db or postgresql+psycopg://USER@HOST:5432/DB",
+        ) from None
+
+
+def _make_engine(url: str) -> Engine:
     """A new engine for ``url`` with the dialect settings above.
 
     ``hide_parameters``: a database error must not print the values it was writing, and

@@ -42,8 +42,10 @@ class MappingFileError(MappingError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(f"invalid mapping ({count}):\n" + "\n".join(problems))
+        if len(problems) == 1:  # one problem: one line
+            super().__init__(f"invalid mapping: {problems[0]}")
+            return
+        super().__init__(f"invalid mapping ({len(problems)} problems):\n" + "\n".join(problems))
 
 
 # Values a mapping file may expand to (a large real file has a few thousand): aliases of
@@ -471,7 +473,10 @@ def load_mappings(
         try:
             texts[str(p)] = p.read_text(encoding="utf-8")
         except OSError as exc:
-            problems.append(f"{p}:0: (file): cannot read: {exc.strerror or exc}")
+            why = exc.strerror or str(exc)
+            if isinstance(exc, FileNotFoundError):  # the usual mistake: a path relative to the wrong folder
+                why += " (a tenant's `mappings:` paths are relative to the config file)"
+            problems.append(f"{p}:0: (file): cannot read: {why}")
         except UnicodeDecodeError:
             problems.append(f"{p}:0: (file): not UTF-8 text")
     if problems:
