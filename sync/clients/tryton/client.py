@@ -115,7 +115,6 @@ class TrytonClient(RequestLoop):
         language: str = "en",
         context: Mapping[str, Any] | None = None,
         busy_retries: int = 3,
-        compress: bool = False,
         **kwargs: Any,
     ) -> None:
         secret = password.get_secret_value() if isinstance(password, SecretStr) else password
@@ -145,9 +144,9 @@ class TrytonClient(RequestLoop):
         self.logins = 0
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
-        # Tryton gzips bodies over 1.4 kB when asked; on loopback that costs the server more
-        # CPU than it saves (the 10k-employee snapshot), so by default erpsync does not ask.
-        self._headers = {} if compress else {"Accept-Encoding": "identity"}
+        # Tryton labels every body over 1.4 kB "Content-Encoding: gzip", compressed or not
+        # (trytond.protocols.jsonrpc compresses only when asked): so always accept gzip.
+        self._headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"TrytonClient(base_url={self.base_url!r}, database={self.database!r}, user={self.user!r})"
@@ -217,8 +216,9 @@ class TrytonClient(RequestLoop):
             self.logins += 1
             prefs, _ = await self._rpc("model.res.user.get_preferences", [True, {}], idempotent=True)
             context = dict(prefs) if isinstance(prefs, dict) else {}
-            for display_only in _DISPLAY_PREFERENCES:
-                context.pop(display_only, None)
+            for name in list(context):
+                if name in _DISPLAY_PREFERENCES or "." in name:  # "company.rec_name": display only
+                    del context[name]
             self.base_context = {**context, **self.extra_context}
         finally:
             _in_login.reset(token)

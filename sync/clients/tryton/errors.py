@@ -6,7 +6,8 @@ Tryton answers a failed *call* with HTTP 200 and ``{"id": …, "error": [...]}``
   an EAN, a domain violation, a read-only field, access rules) → :class:`TrytonUserError`,
   a *record* error: the row is quarantined with Tryton's own message and the run goes on;
 - ``["UserWarning", [name, message, description]]`` → :class:`TrytonWarning` (record);
-  send ``_skip_warnings: true`` in the context to get past warnings on purpose;
+  Tryton drops private context keys (``_skip_warnings``) sent over RPC: a warning is
+  confirmed by creating a ``res.user.warning`` with its ``name``, as Tryton's client does;
 - ``["ConcurrencyException", message]`` → :class:`TrytonConcurrencyError`, a
   :class:`~sync.errors.StaleVersion`: the record changed since it was read; re-read and
   re-plan, never overwrite;
@@ -89,7 +90,9 @@ class TrytonUserError(Unprocessable):
 class TrytonWarning(TrytonUserError):
     """A UserWarning: Tryton asks a human to confirm (``name`` identifies the warning)."""
 
-    default_hint = "confirm in Tryton, or send the context _skip_warnings: true when the warning is expected"
+    default_hint = (
+        "a person confirms it in Tryton (a res.user.warning record named as the warning), then retry"
+    )
 
     def __init__(self, message: str, *, name: str = "", **kw: Any) -> None:
         super().__init__(message, **kw)
