@@ -85,9 +85,19 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+# The run a worker task started, kept after the engine's scope ended: the task's own failure
+# (Celery's ERROR line) and its end line still name the run.
+_task_run: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "erpsync_task_run", default=None
+)
+
+
 def bind_log_context(**fields: Any) -> None:
     """Add ``fields`` to the current scope: they last until the enclosing ``log_context`` ends."""
     _context.set({**_context.get(), **_present(fields)})
+    holder = _task_run.get()
+    if holder is not None and fields.get("run_id") is not None:
+        holder["run_id"] = fields["run_id"]
 
 
 class ContextFilter(logging.Filter):
@@ -100,6 +110,9 @@ class ContextFilter(logging.Filter):
         for name, value in _context.get().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        holder = _task_run.get()
+        if holder and not hasattr(record, "run_id"):
+            record.run_id = holder["run_id"]
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(self._plain.formatException(record.exc_info))
         return True
@@ -239,7 +252,9 @@ def _celery_logging(loglevel: int | str | None = None, **_: Any) -> None:
 
 NO_TENANT = ("relay_inbox", "maintenance")  # erpsync tasks whose first argument is not a tenant
 
-_started: dict[str, tuple[contextvars.Token[Mapping[str, Any]], float]] = {}
+_started: dict[
+    str, tuple[contextvars.Token[Mapping[str, Any]], contextvars.Token[dict[str, Any] | None], float]
+] = {}
 
 
 def _tenant_of(kind: str, args: Any, kwargs: Any) -> str | None:
@@ -283,7 +298,7 @@ def _task_started(
     kind = name.removeprefix("erpsync.")
     tenant = _tenant_of(kind, args, kwargs)
     token = _context.set({**_context.get(), **_present({"tenant": tenant, "kind": kind, "task_id": task_id})})
-    _started[task_id] = (token, time.monotonic())
+    _started[task_id] = (token, _task_run.set({}), time.monotonic())
     retries = int(getattr(getattr(task, "request", None), "retries", 0) or 0)
     log.info(
         "%s%s started%s",
@@ -300,10 +315,13 @@ def _task_finished(
     entry = _started.pop(task_id or "", None)
     if entry is None:
         return
-    token, began = entry
+    token, run_token, began = entry
     try:
         took = time.monotonic() - began
         outcome = task_outcome(retval, state)
+        started_run = (_task_run.get() or {}).get("run_id")
+        if "run_id" not in outcome and started_run is not None:  # a run that failed
+            outcome["run_id"] = started_run
         context = _context.get()
         parts = [f"run {outcome['run_id']}"] if "run_id" in outcome else []
         parts += [f"{n} {name}" for name, n in outcome.get("counts", {}).items()]
@@ -321,8 +339,10 @@ def _task_finished(
     finally:
         try:
             _context.reset(token)
+            _task_run.reset(run_token)
         except ValueError:  # set in another context (cannot happen with Celery's pools)
             _context.set(_EMPTY)
+            _task_run.set(None)
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:

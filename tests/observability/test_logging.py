@@ -167,3 +167,28 @@ def test_task_start_and_end_lines(stream: io.StringIO) -> None:
     assert isinstance(end["duration_s"], float) and end["duration_s"] >= 0
     assert end["msg"].startswith("reconcile of acme finished ok in ") and "run 5, 2 ok" in end["msg"]
     assert "tenant" not in after and "task_id" not in after
+
+
+def test_a_failed_task_still_names_its_run(stream: io.StringIO) -> None:
+    """The engine's scope (and the run id in it) ends when the run fails; Celery's ERROR line
+    and the end line come after, and still carry the run id."""
+
+    class FakeTask:
+        name = "erpsync.sync_keys"
+
+    obs.setup_logging("INFO", "json", stream=stream)
+    obs._task_started(task_id="t-2", task=FakeTask(), args=("acme", "funcionarios", ["1"]), kwargs={})
+    with obs.log_context(kind="sync_keys"):  # Engine.apply
+        obs.bind_log_context(tenant="acme", run_id=41)
+        logging.getLogger("erpsync.engine").warning("in the run")
+    try:
+        raise RuntimeError("platform down")
+    except RuntimeError:
+        logging.getLogger("celery.app.trace").exception("Task raised unexpected")
+    obs._task_finished(task_id="t-2", retval=RuntimeError("platform down"), state="FAILURE")
+    logging.getLogger("erpsync.test").info("next task")
+    during, error, end, after = (json.loads(line) for line in lines(stream)[1:])
+    assert during["run_id"] == error["run_id"] == end["run_id"] == 41
+    assert error["level"] == "ERROR" and "platform down" in error["exc"]
+    assert end["status"] == "failed" and end["msg"].startswith("sync_keys of acme finished failed in ")
+    assert "run_id" not in after and "tenant" not in after

@@ -84,7 +84,7 @@ def process(args: list[str], env: dict[str, str], folder: Path, name: str) -> It
                 proc.wait(timeout=10)
 
 
-def wait_for(path: Path, match: Callable[[dict[str, Any]], bool], timeout: float = 45) -> dict[str, Any]:
+def wait_for(path: Path, match: Callable[[dict[str, Any]], bool], timeout: float = 50) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [r for r in json_lines(path) if match(r)]
@@ -141,3 +141,20 @@ def test_beat_logs_what_it_schedules(pg: Playground, namespace: str, tmp_path: P
     assert started["level"] == "INFO" and started["entries"] == len(entries) >= 4
     assert entries[f"{pg.tenant}:reconcile-fast"]["task"] == "erpsync.reconcile"
     assert "every" in entries[f"{pg.tenant}:pull"]["msg"]
+
+
+def test_serve_access_lines_go_through_the_same_handler(pg: Playground, tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {**os.environ, "ERPSYNC_CONFIG": str(pg.config_path)}
+    with process(["--log-format", "json", "serve", "--port", str(port)], env, tmp_path, "serve") as err:
+        wait_for(err, lambda r: "Application startup complete" in r["msg"])
+        assert httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=10).status_code == 200
+        access = wait_for(err, lambda r: r["logger"] == "uvicorn.access")
+    assert "GET /health/live" in access["msg"] and access["level"] == "INFO"
+    assert "color_message" not in access
