@@ -13,8 +13,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 REQUIRE = os.environ.get("ERPSYNC_TEST_REQUIRE_SERVICES") == "1"
+
+# Hypothesis profiles: ``dev`` (the default; quick, random) for the edit-test loop and
+# ``make test-fast``; ``ci`` (``.ci/run`` sets HYPOTHESIS_PROFILE=ci) runs more examples,
+# derandomized so a CI failure reproduces, without deadlines (a loaded 2-core machine).
+# A test's own ``@settings`` still wins.
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def free_port() -> int:
