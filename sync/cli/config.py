@@ -65,7 +65,7 @@ def check(
     notes: list[str] = []
     try:
         settings = load_settings(file)
-        from sync.engine.context import validate_tenant_files
+        from sync.engine.runtime import validate_tenant_files
         from sync.engine.shops import check_shops
         from sync.errors import ConfigError
 

@@ -22,7 +22,7 @@ from sync.core.mapping import MappingSet, load_mappings
 from sync.core.records import EntityPolicy, Platform
 from sync.engine.adapters.base import PlatformAdapter
 from sync.engine.registry import REGISTRY, ClientParts
-from sync.errors import ConfigError
+from sync.errors import ConfigError, ErpsyncError, MappingError
 from sync.settings import Settings, TenantSettings, deployment_namespace
 from sync.state.store import StateStore
 
@@ -149,6 +149,25 @@ def _transport(platform: Any) -> httpx.AsyncBaseTransport:
         proxy=platform.proxy,
         max_response_bytes=platform.max_response_bytes,
     )
+
+
+def validate_tenant_files(tenant_id: str, tenant: TenantSettings) -> None:
+    """Check what the settings model cannot: mapping files and the ERP source section."""
+    missing = [str(p) for p in tenant.mappings if not p.exists()]
+    if missing:
+        raise ConfigError(f"tenants.{tenant_id}.mappings: no such file: {', '.join(missing)}")
+    try:
+        from sync.core.mapping import load_mappings
+    except ImportError:  # mapping engine not installed in this build
+        return
+    try:
+        from sync.engine.shops import tenant_lookups
+
+        load_mappings(tenant.mappings, lookups=tenant_lookups(tenant))
+    except MappingError:
+        raise
+    except ErpsyncError as exc:
+        raise ConfigError(f"tenants.{tenant_id}.mappings: {exc}") from None
 
 
 def build_runtime(
