@@ -320,6 +320,26 @@ class TrytonSink:
             log.info("tryton: batch of %d too large for the server, split in two", len(items))
             return self._call_split(fn, items[:mid]) + self._call_split(fn, items[mid:])
 
+    def _create_isolating(self, model: str, works: list[_Work], refused: list[str]) -> list[_Work]:
+        """Create ``works`` in one call; when Tryton refuses the call (a UserError rolls it all
+        back), halve it until the refused records are alone: the others are created, each
+        refused one has its intent closed as refused and its reason in ``refused``."""
+        try:
+            ids = self._call_split(lambda part: self.client.create(model, [w.values for w in part]), works)
+        except TrytonUserError as exc:
+            if len(works) == 1:
+                w = works[0]
+                self._close(works, "failed", error=REFUSED + _tryton_message(exc))
+                refused.append(f"{w.stream} {w.row.remote_id}: {_tryton_message(exc)}")
+                return []
+            mid = len(works) // 2
+            return self._create_isolating(model, works[:mid], refused) + self._create_isolating(
+                model, works[mid:], refused
+            )
+        for w, tryton_id in zip(works, ids, strict=True):
+            w.tryton_id = int(tryton_id)
+        return works
+
     def _button(self, model: str, method: str, ids: list[int]) -> None:
         if ids:
             self._call_split(lambda part: self.client.model(model, method, part) or [], ids)
@@ -541,21 +561,7 @@ class TrytonSink:
         for i in range(0, len(fresh), self.batch_size):
             batch = fresh[i : i + self.batch_size]
             self._open(stream, batch)
-            try:
-                ids = self._call_split(
-                    lambda part: self.client.create(model, [w.values for w in part]), batch
-                )
-            except TrytonUserError as exc:
-                if len(batch) == 1:
-                    self._close(batch, "failed", error=REFUSED + _tryton_message(exc))
-                    refused.append(f"{stream} {batch[0].row.remote_id}: {_tryton_message(exc)}")
-                    continue
-                self._close(batch, "failed", error=REFUSED + _tryton_message(exc))
-                refused.append(_tryton_message(exc))
-                continue
-            for w, tryton_id in zip(batch, ids, strict=True):
-                w.tryton_id = int(tryton_id)
-            landed.extend(batch)
+            landed.extend(self._create_isolating(model, batch, refused))
         if not landed:
             return 0
         self._finish_shipments(landed)
@@ -653,9 +659,9 @@ class TrytonSink:
             str(i.fields["product_key"]) for i in items if i.fields.get("product_key") is not None
         )
         self._prefetch_ratios(
-            int(p["id"])
+            int(prod["id"])
             for i in items
-            if (p := self._products.get(str(i.fields.get("product_key")))) is not None
+            if (prod := self._products.get(str(i.fields.get("product_key")))) is not None
         )
         company = self.company()
         methods = self._payment_methods()
@@ -705,18 +711,7 @@ class TrytonSink:
         for i in range(0, len(fresh), self.batch_size):
             batch = fresh[i : i + self.batch_size]
             self._open("receipts", batch)
-            try:
-                ids = self._call_split(
-                    lambda part: self.client.create("sale.point.sale", [w.values for w in part]), batch
-                )
-            except TrytonUserError as exc:
-                self._close(batch, "failed", error=REFUSED + _tryton_message(exc))
-                prefix = f"receipts {batch[0].row.remote_id}: " if len(batch) == 1 else ""
-                refused.append(prefix + _tryton_message(exc))
-                continue
-            for w, tryton_id in zip(batch, ids, strict=True):
-                w.tryton_id = int(tryton_id)
-            landed.extend(batch)
+            landed.extend(self._create_isolating("sale.point.sale", batch, refused))
         if not landed:
             return 0
         self._finish_sales(landed)
@@ -771,7 +766,7 @@ class TrytonSink:
                     "unit_gross_price": gross,
                 }
             )
-            fp_lines.append((int(product["id"]), float(q), str(gross)))
+            fp_lines.append((int(product["id"]), float(q), _price(gross)))
             total += (q * gross).quantize(_CENT)
         pays: list[dict[str, Any]] = []
         paid = Decimal(0)
@@ -811,7 +806,7 @@ class TrytonSink:
             "payments": [("create", pays)],
         }
         w = _Work("receipts", row, self._key("receipts", row), values)
-        w.fingerprint = (int(point["id"]), date.isoformat(), sorted(fp_lines), sorted(fp_pays))
+        w.fingerprint = (int(point["id"]), date.isoformat(), tuple(sorted(fp_lines)), tuple(sorted(fp_pays)))
         w.extra.update(items=items, payments=payments)
         return w
 
@@ -878,13 +873,17 @@ class TrytonSink:
             fp = (
                 int(c["point"]),
                 _date(c["date"]).isoformat(),  # type: ignore[union-attr]
-                sorted(
-                    (int(ln["product"]), float(ln["quantity"]), str(Decimal(str(ln["unit_gross_price"]))))
-                    for ln in c.get("lines.") or []
+                tuple(
+                    sorted(
+                        (int(ln["product"]), float(ln["quantity"]), _price(ln["unit_gross_price"]))
+                        for ln in c.get("lines.") or []
+                    )
                 ),
-                sorted(
-                    (int(p["method"]), str(Decimal(str(p["amount"])).quantize(_CENT)))
-                    for p in c.get("payments.") or []
+                tuple(
+                    sorted(
+                        (int(p["method"]), str(Decimal(str(p["amount"])).quantize(_CENT)))
+                        for p in c.get("payments.") or []
+                    )
                 ),
             )
             pool.setdefault(fp, []).append(c)
@@ -1076,6 +1075,10 @@ def _complete_rows(landed: Sequence[_Work], works: Sequence[_Work]) -> list[Inbo
 def _tryton_message(exc: TrytonUserError) -> str:
     text = getattr(exc, "tryton_message", None) or exc.message
     return scrub(str(text))[:500]
+
+
+def _price(value: Any) -> str:
+    return str(Decimal(str(value)).quantize(Decimal("0.0001")))
 
 
 def _like_escape(value: str) -> str:
