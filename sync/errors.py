@@ -42,6 +42,8 @@ class ConfigError(ErpsyncError):
     """The configuration file or environment is invalid; nothing was started."""
 
     default_hint = "fix the configuration and run `erpsync config check FILE`"
+    # Each problem on its own ("key.path: what is wrong"), when the error lists several.
+    problems: tuple[str, ...] = ()
 
 
 class MappingError(ErpsyncError):

@@ -465,7 +465,17 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """Every problem with its key path (one line when there is one); an unknown key names the
     close valid one (did you mean) or the valid ones."""
-    from sync.confighelp import unknown_key_message
+    problems = validation_problems(exc)
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join(
+        [f"{source}: invalid configuration ({len(problems)} problems):", *(f"  {p}" for p in problems)]
+    )
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """``key.path: problem`` for every error of a settings validation."""
+    from sync.core.didyoumean import unknown_key_message
 
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
@@ -475,11 +485,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         elif err["type"] == "missing":
             msg = "required key is missing"
         problems.append(f"{_loc(tuple(err['loc']))}: {msg}")
-    if len(problems) == 1:
-        return f"{source}: {problems[0]}"
-    return "\n".join(
-        [f"{source}: invalid configuration ({len(problems)} problems):", *(f"  {p}" for p in problems)]
-    )
+    return problems
 
 
 def _sqlite_relative_to(url: Any, base: Path) -> Any:
@@ -575,7 +581,9 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        error = ConfigError(format_validation_error(exc, source))
+        error.problems = tuple(validation_problems(exc))
+        raise error from None
     _register_secrets(settings)
     return settings
 

@@ -1,5 +1,9 @@
 """``erpsync config check FILE``: validate a configuration (and its mapping files).
 
+Every problem is reported in one run: unset environment variables, settings (an unknown
+key names the close valid one), each tenant's mapping files (file:line, did-you-mean for
+fields and keys) and the shop ids SmartKasa mappings need.
+
 Besides errors, the check says what the configuration means for the running service
 where a user would not guess it: an ERP entity without a change column is only synced
 by reconciles (the poll cannot see its edits), and platform edits of an entity whose
@@ -8,15 +12,21 @@ ERP table cannot be written wait in ``adopted_edits`` instead of reaching the ta
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.markup import escape
 
-from sync.cli._common import console, fail
-from sync.errors import ErpsyncError
-from sync.settings import TenantSettings, load_settings
+from sync.cli._common import console, err_console, fail
+from sync.errors import ConfigError, ErpsyncError
+from sync.redact import scrub
+from sync.settings import Settings, TenantSettings, load_settings
 
 config_app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
 
@@ -45,6 +55,114 @@ def tenant_notes(tenant_id: str, tenant: TenantSettings) -> list[str]:
     return notes
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Stands for an unset environment variable while the rest of the file is validated.
+_PLACEHOLDER = "unset-environment-variable-0123456789"
+
+
+def missing_env(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """``(key path, variable)`` for every ``${VAR}`` without a default that is not set."""
+    if isinstance(value, str):
+        return [
+            (path or "<root>", m.group(1))
+            for m in _ENV_REF.finditer(value)
+            if m.group(1) not in os.environ and m.group(2) is None
+        ]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in missing_env(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in missing_env(v, f"{path}[{i}]")]
+    return []
+
+
+@contextmanager
+def _placeholders(names: Iterable[str]) -> Iterator[None]:
+    names = [n for n in names if n not in os.environ]
+    for name in names:
+        os.environ[name] = _PLACEHOLDER
+    try:
+        yield
+    finally:
+        for name in names:
+            os.environ.pop(name, None)
+
+
+def _problems_of(exc: ErpsyncError) -> list[str]:
+    """One entry per problem an error carries (settings and mapping errors list several)."""
+    many = getattr(exc, "problems", None)
+    if many:
+        return [str(p) for p in many]
+    return [str(exc)]
+
+
+def config_problems(file: Path, *, online: bool = True) -> tuple[list[str], list[str], Settings | None]:
+    """(problems, notes, settings) of FILE: every problem of every part at once (environment
+    variables, settings, each tenant's mapping files and shops), each with its key path."""
+    from sync.core.mapping import load_mappings
+
+    problems: list[str] = []
+    notes: list[str] = []
+    try:
+        return problems, notes, _check_tenants(load_settings(file), problems, notes, online)
+    except ConfigError as exc:
+        first = exc
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return [str(first)], notes, None  # unreadable: the one error says why
+    if not isinstance(raw, dict):
+        return [str(first)], notes, None
+    unset = missing_env(raw)
+    for path, name in unset:
+        problems.append(
+            f"{path}: environment variable {name} is not set (export it, or write ${{{name}:-default}})"
+        )
+    settings = None
+    with _placeholders(name for _, name in unset):
+        try:
+            settings = load_settings(file)
+        except ConfigError as exc:
+            unset_paths = {path for path, _ in unset}
+            # a value error at an unset variable's key is about the placeholder, not the file
+            problems += [
+                p for p in _problems_of(exc) if p.split(": ", 1)[0] not in unset_paths or ": unknown key" in p
+            ]
+        if settings is not None:
+            _check_tenants(settings, problems, notes, online)
+        else:  # the settings do not validate: still check every tenant's mapping files
+            base = file.resolve().parent
+            for tenant_id, tenant in (raw.get("tenants") or {}).items():
+                paths = tenant.get("mappings") if isinstance(tenant, dict) else None
+                if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                    continue
+                try:
+                    load_mappings([base / p for p in paths])
+                except ErpsyncError as exc:
+                    problems += [_in_tenant(tenant_id, p) for p in _problems_of(exc)]
+    return problems, notes, None if problems else settings
+
+
+def _in_tenant(tenant_id: str, problem: str) -> str:
+    return problem if problem.startswith("tenants.") else f"tenants.{tenant_id}.mappings: {problem}"
+
+
+def _check_tenants(settings: Settings, problems: list[str], notes: list[str], online: bool) -> Settings:
+    from sync.engine.runtime import validate_tenant_files
+    from sync.engine.shops import check_shops
+
+    for tenant_id, tenant in settings.tenants.items():
+        try:
+            validate_tenant_files(tenant_id, tenant)
+        except ErpsyncError as exc:
+            problems += [_in_tenant(tenant_id, p) for p in _problems_of(exc)]
+            continue
+        notes.extend(tenant_notes(tenant_id, tenant))
+        shop_problems, shop_notes = check_shops(tenant_id, tenant, online=online)
+        problems += shop_problems
+        notes.extend(shop_notes)
+    return settings
+
+
 @config_app.command("check")
 def check(
     file: Annotated[Path, typer.Argument(help="YAML configuration file.")],
@@ -61,27 +179,27 @@ def check(
         ),
     ] = None,
 ) -> None:
-    """Validate FILE: every problem is reported with its key path; secrets are never printed."""
-    notes: list[str] = []
-    try:
-        settings = load_settings(file)
-        from sync.engine.runtime import validate_tenant_files
-        from sync.engine.shops import check_shops
-        from sync.errors import ConfigError
-
-        for tenant_id, tenant in settings.tenants.items():
-            validate_tenant_files(tenant_id, tenant)
-            notes.extend(tenant_notes(tenant_id, tenant))
-            shop_problems, shop_notes = check_shops(tenant_id, tenant, online=not offline)
-            if shop_problems:
-                raise ConfigError("\n".join(shop_problems), hint="")
-            notes.extend(shop_notes)
-    except ErpsyncError as exc:
-        raise fail(exc) from None
+    """Validate FILE and its mapping files: every problem at once, each with its key path (and
+    the close valid name when a key is misspelt); secrets are never printed. Exit 1 on problems."""
+    problems, notes, settings = config_problems(file, online=not offline)
     for note in notes:
         console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
+    if problems or settings is None:
+        for problem in problems:
+            err_console.print(
+                f"[bold red]error[/]: {escape(scrub(problem))}", highlight=False, soft_wrap=True
+            )
+        if len(problems) > 1:  # one problem is one line
+            err_console.print(
+                f"{len(problems)} problem(s) in {escape(str(file))}: fix them and run "
+                "`erpsync config check` again",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(1)
     console.print(
-        f"[green]ok[/]: {file} ({len(settings.tenants)} tenant(s): {', '.join(settings.tenants) or '-'})"
+        f"[green]ok[/]: {escape(str(file))} ({len(settings.tenants)} tenant(s): "
+        f"{', '.join(settings.tenants) or '-'})"
     )
     for name in show_generated or []:
         try:

@@ -1,6 +1,5 @@
-"""What the configuration models accept, for messages: the keys valid at a place in the
-file and a did-you-mean for a misspelt one. Pure (no I/O); used by the configuration error
-messages, ``erpsync config check`` and the generated configuration reference.
+"""What the configuration and mapping models accept, for messages: the keys valid at a
+place in a file and a did-you-mean for a misspelt one. Pure (no I/O).
 """
 
 from __future__ import annotations
@@ -49,9 +48,13 @@ def model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel]
     """The model that holds the key at ``loc`` (its last part), or ``None``."""
     annotation: Any = root
     for part in loc[:-1]:
-        annotation = _step(annotation, part)
-        if annotation is None:
-            return None
+        nxt = _step(annotation, part)
+        if nxt is None:  # a union branch label pydantic adds to the location ("FieldSpec")
+            branch = [a for a in _unwrap(annotation) if getattr(a, "__name__", None) == part]
+            if not branch:
+                return None
+            nxt = branch[0]
+        annotation = nxt
     for alt in _unwrap(annotation):
         if isinstance(alt, type) and issubclass(alt, BaseModel):
             return alt

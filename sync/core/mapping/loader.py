@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from sync.core.didyoumean import did_you_mean, unknown_key_message
 from sync.core.mapping.compiled import EntityMapping
 from sync.core.mapping.mapset import MappingSet, dependency_levels
 from sync.core.mapping.patterns import pattern_problem
@@ -159,7 +160,9 @@ class _Doc:
         return list(zip(self._problem_lines, self.problems, strict=True))
 
 
-def _pydantic_problems(doc: _Doc, exc: ValidationError, prefix: Loc = ()) -> None:
+def _pydantic_problems(
+    doc: _Doc, exc: ValidationError, prefix: Loc = (), root: type[BaseModel] | None = None
+) -> None:
     merged: dict[Loc, list[str]] = {}
     for err in exc.errors():
         loc: Loc = (*prefix, *err["loc"])
@@ -174,7 +177,7 @@ def _pydantic_problems(doc: _Doc, exc: ValidationError, prefix: Loc = ()) -> Non
                 continue
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = unknown_key_message(root, tuple(err["loc"])) if root else "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
         bucket = merged.setdefault(tuple(shown), [])
@@ -196,7 +199,8 @@ def _check_entity(
     for fname, fspec in spec.fields.items():
         floc = (*base, "fields", fname)
         if fname not in known:
-            doc.problem(floc, f"{platform} {name} has no field {fname!r}")
+            hint = did_you_mean(fname, known) or f" (its fields: {', '.join(sorted(known))})"
+            doc.problem(floc, f"{platform} {name} has no field {fname!r}{hint}")
         if isinstance(fspec.lookup, str) and fspec.lookup not in lookups:
             doc.problem((*floc, "lookup"), f"no lookup table named {fspec.lookup!r}")
         refs = KNOWN_REFS.get((platform, name), {})
@@ -367,14 +371,14 @@ def _parse(doc: _Doc) -> tuple[MappingFileSpec, dict[str, EntitySpec]] | None:
     try:
         head = MappingFileSpec.model_validate({**data, "entities": {}})
     except ValidationError as exc:
-        _pydantic_problems(doc, exc)
+        _pydantic_problems(doc, exc, (), MappingFileSpec)
         return None
     valid: dict[str, EntitySpec] = {}
     for name, raw in (entities if isinstance(entities, dict) else {}).items():
         try:
             valid[str(name)] = EntitySpec.model_validate(raw)
         except ValidationError as exc:
-            _pydantic_problems(doc, exc, ("entities", name))
+            _pydantic_problems(doc, exc, ("entities", name), EntitySpec)
     return head, valid
 
 
