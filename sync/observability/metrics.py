@@ -48,6 +48,7 @@ log = logging.getLogger("erpsync.metrics")
 ENABLED_ENV = "ERPSYNC_METRICS"
 PORT_ENV = "ERPSYNC_METRICS_PORT"
 ADDR_ENV = "ERPSYNC_METRICS_ADDR"
+TOKEN_ENV = "ERPSYNC_METRICS_TOKEN"  # set: serve's /metrics asks for "Authorization: Bearer <token>"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STATE_TTL = 10.0  # seconds a scrape reuses the state store's answers
 SENT_AT_HEADER = "erpsync_event_at"  # Celery message header: when the change event was admitted
@@ -481,7 +482,8 @@ class StateCollector:
         )
         last_ok = GaugeMetricFamily(
             "erpsync_last_successful_reconcile_timestamp_seconds",
-            "When the tenant's last reconcile that ended ok finished (Unix time).",
+            "When the tenant's last completed reconcile (ok or partial, as the stale_reconcile "
+            "alert counts it) finished (Unix time).",
             labels=["tenant"],
         )
         with store.engine.connect() as conn:
@@ -523,7 +525,7 @@ class StateCollector:
                     lag.add_metric([tenant, platform, stream], max(0.0, now - stamp))
             for tenant, finished in conn.execute(
                 select(Run.tenant, func.max(Run.finished_at))
-                .where(Run.kind == "reconcile", Run.status == "ok")
+                .where(Run.kind == "reconcile", Run.status.in_(("ok", "partial")))
                 .group_by(Run.tenant)
             ):
                 if finished is not None:
@@ -572,21 +574,34 @@ def exposition(state: StateCollector | None = None) -> bytes:
     return out
 
 
-def make_router(get_store: Callable[[], Any] | None = None) -> Any:
-    """``GET /metrics`` for the web app (state gauges from ``get_store``'s state store)."""
-    from fastapi import APIRouter
-    from fastapi.responses import Response
+def make_router(get_store: Callable[[], Any] | None = None, *, token: str | None = None) -> Any:
+    """``GET /metrics`` for the web app (state gauges from ``get_store``'s state store).
+
+    With a ``token`` (default ``$ERPSYNC_METRICS_TOKEN``) a scrape must send it as a bearer
+    token (Prometheus: ``authorization: {credentials_file: ...}``); else 401."""
+    import hmac
+
+    from fastapi import APIRouter, Request
+    from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST
     from starlette.concurrency import run_in_threadpool
 
     router = APIRouter()
     state = StateCollector(get_store) if get_store is not None else None
+    expected = (token if token is not None else os.environ.get(TOKEN_ENV, "")).encode()
 
-    @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if expected:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+                return JSONResponse(
+                    {"error": f"send the metrics token (${TOKEN_ENV}) as a bearer token"}, 401
+                )
         body = await run_in_threadpool(exposition, state)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    metrics.__annotations__.update({"request": Request, "return": Response})  # not postponed strings
+    router.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     return router
 
 

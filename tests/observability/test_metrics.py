@@ -285,3 +285,25 @@ def test_the_dashboard_charts_only_metric_families_the_module_defines() -> None:
     bases = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
     wanted = family_names()
     assert wanted - bases <= {"erpsync_run_last_finished_timestamp_seconds", "erpsync_governor_quota"}
+
+
+def test_metrics_endpoint_of_the_web_app_and_its_optional_token(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    store = StateStore(f"sqlite:///{tmp_path}/state.db")
+    t = tenant()
+    metrics.event_keys(t, "funcionarios", 3, 1)
+    open_app = FastAPI()
+    open_app.include_router(metrics.make_router(lambda: store, token=""))
+    r = TestClient(open_app).get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert f'erpsync_event_keys_total{{entity="funcionarios",result="coalesced",tenant="{t}"}} 2.0' in r.text
+    assert "erpsync_state_up 1.0" in r.text
+    locked = FastAPI()
+    locked.include_router(metrics.make_router(lambda: store, token="s3cret-metrics"))
+    client = TestClient(locked)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-metrics"}):
+        denied = client.get("/metrics", headers=headers)
+        assert denied.status_code == 401 and "s3cret" not in denied.text
+    assert client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"}).status_code == 200
