@@ -215,6 +215,9 @@ class TrytonSinkSettings(_Strict):
     payment_methods: dict[str, str] = Field(default_factory=dict)  # payment_type_id -> method name
     default_payment_method: str = "Картка"
     points: dict[str, str] = Field(default_factory=dict)  # shop key -> sale.point name
+    # What the ERP keys of products are (the shipped mappings: PPE by template id, shop by code)
+    ppe_product_key: Literal["template", "product", "code"] = "template"
+    shop_product_key: Literal["code", "product", "template"] = "code"
 
 
 class SinkSettings(_Strict):

@@ -99,7 +99,7 @@ class TrytonSink:
         self.size_name = size_name
         self.batch_size = int(self.options.batch_size)
         self._module: bool | None = {"on": True, "off": False}.get(self.options.module)
-        self._products: dict[str, dict[str, Any] | None] = {}
+        self._products: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._variants: dict[int, list[dict[str, Any]]] = {}
         self._locations: dict[str, int | None] = {}
         self._cost_centers: dict[str, str | None] = {}
@@ -152,9 +152,10 @@ class TrytonSink:
         return written
 
     def close(self) -> None:
-        close = getattr(self.client, "close", None)
-        if callable(close):
-            close()
+        for part in (self.client, self.size_name):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
 
     # --- ledger ----------------------------------------------------------------------
 
@@ -390,40 +391,51 @@ class TrytonSink:
             if str(r["id"]) in want:
                 self._cost_centers[str(r["id"])] = r.get("code")
 
-    def _resolve_products(self, keys: Iterable[str]) -> None:
-        """Product ERP keys (a ``product.product`` id, a product code, or a template code) → rows."""
-        want = sorted({k for k in keys if k and k not in self._products})
+    def _resolve_products(self, keys: Iterable[str], kind: str) -> None:
+        """Product ERP keys → ``product.product`` rows. ``kind`` says what a key is: a
+        ``template`` id (its variants are read; the record's size picks one), a ``product``
+        id, or a ``code`` (a product code, else a template code)."""
+        want = sorted({k for k in keys if k and (kind, k) not in self._products})
         if not want:
             return
         fields = ["code", "default_uom", "template", "template.code", "attributes", "active"]
         ids = [int(k) for k in want if k.isdigit()]
-        domain: list[Any] = ["OR", ("code", "in", want), ("template.code", "in", want)]
-        if ids:
-            domain.append(("id", "in", ids))
+        if kind == "template":
+            domain: list[Any] = [("template", "in", ids)]
+        elif kind == "product":
+            domain = [("id", "in", ids)]
+        else:
+            domain = ["OR", ("code", "in", want), ("template.code", "in", want)]
         rows = self.client.search_read("product.product", domain, fields, context={"active_test": False})
         for k in want:
-            self._products[k] = None
+            self._products[(kind, k)] = None
         for r in rows:
             template = int(r["template"])
             self._variants.setdefault(template, [])
             if all(v["id"] != r["id"] for v in self._variants[template]):
                 self._variants[template].append(r)
-            if str(r["id"]) in want:
-                self._products[str(r["id"])] = r
-            if r.get("code") in want:
-                self._products[r["code"]] = r
-            tcode = (r.get("template.") or {}).get("code")
-            if tcode in want and self._products.get(tcode) is None:
-                self._products[tcode] = r
+            if kind == "template":
+                self._products[(kind, str(template))] = {**r, "_by_template": True}
+            elif kind == "product":
+                self._products[(kind, str(r["id"]))] = r
+            else:
+                if r.get("code") in want:
+                    self._products[(kind, r["code"])] = r
+                tcode = (r.get("template.") or {}).get("code")
+                if tcode in want and self._products.get((kind, tcode)) is None:
+                    self._products[(kind, tcode)] = {**r, "_by_template": True}
+
+    def _product(self, key: Any, kind: str) -> dict[str, Any] | None:
+        return self._products.get((kind, str(key))) if key is not None else None
 
     def _variant(self, row: InboundRow, key: str | None) -> dict[str, Any]:
         """The ``product.product`` a transaction moves (its size picks the variant)."""
         if not key:
             raise _Refused("no product (the record has no ERP product key)")
-        product = self._products.get(key)
+        product = self._product(key, self.options.ppe_product_key)
         if product is None:
             raise _Refused(f"product {key!r} is not in Tryton")
-        if product.get("code") == key or str(product["id"]) == key:
+        if not product.get("_by_template"):
             return product
         variants = [v for v in self._variants.get(int(product["template"]), []) if v.get("active", True)]
         size = self.size_name(row) if self.size_name is not None else None
@@ -446,10 +458,13 @@ class TrytonSink:
     def _shipments(self, stream: str, rows: list[InboundRow], refused: list[str]) -> int:
         storage = self._warehouse_storage(self.options.warehouse)
         self._resolve_products(
-            k
-            for r in rows
-            for k in (r.fields.get("product_key"), r.fields.get("returned_product_key"))
-            if isinstance(k, str)
+            (
+                str(k)
+                for r in rows
+                for k in (r.fields.get("product_key"), r.fields.get("returned_product_key"))
+                if k is not None
+            ),
+            self.options.ppe_product_key,
         )
         self._resolve_cost_centers(
             str(r.fields["cost_center_key"]) for r in rows if r.fields.get("cost_center_key")
@@ -655,13 +670,15 @@ class TrytonSink:
         for p in payments:
             by_receipt_pay.setdefault(str(p.fields.get("receipt_id")), []).append(p)
         self._points_by_shop(str(r.fields.get("shop_key") or "") for r in rows)
+        shop_kind = self.options.shop_product_key
         self._resolve_products(
-            str(i.fields["product_key"]) for i in items if i.fields.get("product_key") is not None
+            (str(i.fields["product_key"]) for i in items if i.fields.get("product_key") is not None),
+            shop_kind,
         )
         self._prefetch_ratios(
             int(prod["id"])
             for i in items
-            if (prod := self._products.get(str(i.fields.get("product_key")))) is not None
+            if (prod := self._product(i.fields.get("product_key"), shop_kind)) is not None
         )
         company = self.company()
         methods = self._payment_methods()
@@ -745,7 +762,7 @@ class TrytonSink:
         total = Decimal(0)
         for item in items:
             key = item.fields.get("product_key")
-            product = self._products.get(str(key)) if key is not None else None
+            product = self._product(key, self.options.shop_product_key)
             if product is None:
                 shown = key or item.fields.get("product_id")
                 raise _Refused(f"item {item.remote_id}: product {shown!r} is not in Tryton")
@@ -996,7 +1013,10 @@ class TrytonSink:
     # --- stock counts: one inventory per shop and batch -----------------------------
 
     def _stock(self, rows: list[InboundRow], refused: list[str]) -> int:
-        self._resolve_products(str(r.fields["product_key"]) for r in rows if r.fields.get("product_key"))
+        shop_kind = self.options.shop_product_key
+        self._resolve_products(
+            (str(r.fields["product_key"]) for r in rows if r.fields.get("product_key")), shop_kind
+        )
         module = self.module_installed()
         company = self.company()
         by_shop: dict[str, list[InboundRow]] = {}
@@ -1011,7 +1031,7 @@ class TrytonSink:
             storage = self._warehouse_storage(shop)
             lines, ok = [], []
             for row in group:
-                product = self._products.get(str(row.fields.get("product_key") or ""))
+                product = self._product(row.fields.get("product_key"), shop_kind)
                 if product is None:
                     shown = row.fields.get("product_key") or row.fields.get("product_id")
                     refused.append(f"stock {row.remote_id}: product {shown!r} is not in Tryton")
@@ -1123,6 +1143,42 @@ def _is_sale(row: InboundRow) -> bool:
     return row.fields.get("type") in (None, 0, 3) and row.fields.get("state") in (None, 2, 3)
 
 
+class SmartEPISizeNames:
+    """A withdrawal's size name, from its SmartEPI product (sizes are children named by their
+    ``name``, the record only carries the size's SmartEPI id): one GET per product, cached."""
+
+    def __init__(self, base_url: str, api_key: Any) -> None:
+        from sync.clients.smartepi.client import SmartEPIClient
+        from sync.clients.sync_facade import Portal
+
+        self._portal = Portal()
+        self._client: Any = self._portal.call(
+            lambda: SmartEPIClient(base_url, api_key, account="tryton-sink")
+        )
+        self._sizes: dict[str, dict[str, str]] = {}
+
+    def __call__(self, row: InboundRow) -> str | None:
+        product, size = row.fields.get("product_id"), row.fields.get("size_id")
+        if not product or not size:
+            return None
+        product = str(product)
+        if product not in self._sizes:
+            try:
+                got: Any = self._portal.call(self._client.products.get, product)
+            except ErpsyncError as exc:
+                log.warning("tryton sink: SmartEPI product %s unreadable for its sizes: %s", product, exc)
+                return None
+            sizes = got.record.get("sizes") or []
+            self._sizes[product] = {
+                str(s.get("id")): str(s.get("name")) for s in sizes if isinstance(s, Mapping)
+            }
+        return self._sizes[product].get(str(size))
+
+    def close(self) -> None:
+        self._portal.call(self._client.aclose)
+        self._portal.close()
+
+
 def open_tryton_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore) -> TrytonSink:
     """The ``sink: {kind: tryton}`` of a tenant: connection from ``sink.tryton``, else the ERP source's."""
     from sync.clients.tryton.client import SyncTrytonClient
@@ -1146,4 +1202,6 @@ def open_tryton_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore)
             hint="set them under sink.tryton, or use an erp source of kind tryton",
         )
     client = SyncTrytonClient(str(url), str(database), str(user), password)
-    return TrytonSink(client, tenant=tenant_id, store=store, options=opts)
+    epi = getattr(tenant_settings, "smartepi", None)
+    sizes = SmartEPISizeNames(epi.base_url, epi.api_key) if epi is not None else None
+    return TrytonSink(client, tenant=tenant_id, store=store, options=opts, size_name=sizes)

@@ -24,9 +24,12 @@ import pytest
 from sync.clients.tryton.client import SyncTrytonClient
 from sync.engine.inbound import Unit, write_units
 from sync.errors import ErpsyncError
+from sync.settings import TrytonSinkSettings
 from sync.sinks.base import InboundRow
 from sync.sinks.tryton import TrytonSink
 from sync.state.store import StateStore
+
+BY_CODE = TrytonSinkSettings(ppe_product_key="code")  # rows name the variant by its code
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,7 +61,7 @@ def receipt_unit(i: int, products: list[dict[str, Any]], shop: str = "KYIV") -> 
                 f"{rid}-{k}",
                 {
                     "receipt_id": rid,
-                    "product_key": str(p["id"]),
+                    "product_key": p["code"],
                     "quantity": qty,
                     "price": price,
                     "amount": qty * price,
@@ -133,7 +136,7 @@ def kasa_products(c: SyncTrytonClient, n: int = 2) -> list[dict[str, Any]]:
     return c.search_read(
         "product.product",
         [("code", "like", "UA-%"), ("default_uom.symbol", "=", "u")],
-        ["gross_price_used"],
+        ["code", "gross_price_used"],
         limit=n,
         order=[("id", "ASC")],
     )
@@ -150,7 +153,7 @@ def assert_once(rows: list[dict[str, Any]], keys: list[str], state: str) -> None
 
 def test_withdrawals_batch_in_four_calls_and_replay_is_a_noop(tryton: Any, store: StateStore) -> None:
     c = client(tryton, "epi")
-    sink = TrytonSink(c, tenant="t-batch", store=store)
+    sink = TrytonSink(c, tenant="t-batch", store=store, options=BY_CODE)
     rows = [withdrawal(i) for i in range(30)]
     rows.append(InboundRow.make("smartepi", "ret-1", withdrawal(99).fields, {"id": "ret-1"}))
     assert sink.write("withdrawals", rows[:30]) == 30
@@ -173,9 +176,36 @@ def test_withdrawals_batch_in_four_calls_and_replay_is_a_noop(tryton: Any, store
     c.close()
 
 
+def test_template_key_and_size_pick_the_variant(tryton: Any, store: StateStore) -> None:
+    """The shipped mapping keys PPE products by template id; the size names the variant."""
+    c = client(tryton, "epi")
+    (tpl,) = c.search_read("product.template", [("code", "=", "EPI-0001")], ["products.code"])
+    sizes = {"w-t1": ("sz-9", "G"), "w-t2": ("sz-7", "P")}
+    sink = TrytonSink(c, tenant="t-size", store=store, size_name=lambda row: sizes[row.remote_id][1])
+    rows = []
+    for rid, (size_id, _) in sizes.items():
+        fields = {**withdrawal(0).fields, "product_key": str(tpl["id"]), "size_id": size_id}
+        rows.append(InboundRow.make("smartepi", rid, fields, {"id": rid}))
+    other = InboundRow.make(
+        "smartepi", "w-t3", {**withdrawal(0).fields, "product_key": str(tpl["id"]), "size_id": "x"}, {}
+    )
+    assert sink.write("withdrawals", rows) == 2
+    got = c.search_read(
+        "stock.shipment.internal",
+        [("reference", "like", "erpsync:t-size:%")],
+        ["reference", "moves.product.code"],
+    )
+    codes = {g["reference"].split("|")[0].rsplit(":", 1)[1]: g["moves."][0]["product."]["code"] for g in got}
+    assert codes == {"w-t1": "EPI-0001-G", "w-t2": "EPI-0001-P"}
+    sizes["w-t3"] = ("x", "XXL")
+    with pytest.raises(Exception, match="no variant of size 'XXL'"):
+        sink.write("withdrawals", [other])
+    c.close()
+
+
 def test_bad_rows_are_held_with_their_reason_the_others_land(tryton: Any, store: StateStore) -> None:
     c = client(tryton, "epi")
-    sink = TrytonSink(c, tenant="t-bad", store=store)
+    sink = TrytonSink(c, tenant="t-bad", store=store, options=BY_CODE)
     good = [withdrawal(i) for i in range(6)]
     unknown = withdrawal(50, product="EPI-9999-X")  # no such product in Tryton
     fractional = withdrawal(51, qty="1.5")  # Tryton: the unit "u" does not take 1.5
@@ -199,7 +229,7 @@ def test_server_killed_between_create_and_answer(
     handle = request.getfixturevalue("tryton_module_fresh" if with_module else "tryton_fresh")
     rows = [withdrawal(i) for i in range(12)]
     c1 = client(handle, "epi", KillOn("model.stock.shipment.internal.create", handle.kill))
-    sink = TrytonSink(c1, tenant="t-kill", store=store)
+    sink = TrytonSink(c1, tenant="t-kill", store=store, options=BY_CODE)
     with pytest.raises(ErpsyncError):
         sink.write("withdrawals", rows)
     c1.close()
@@ -207,7 +237,7 @@ def test_server_killed_between_create_and_answer(
     c2 = client(handle, "epi")
     landed = shipments(c2, "erpsync:t-kill:")
     assert len(landed) == 12 and {r["state"] for r in landed} == {"draft"}  # committed, answer lost
-    sink = TrytonSink(c2, tenant="t-kill", store=store)
+    sink = TrytonSink(c2, tenant="t-kill", store=store, options=BY_CODE)
     assert sink.write("withdrawals", rows) == 12
     assert c2.rpc_counts["model.stock.shipment.internal.create"] == 0  # adopted, not resent
     assert_once(
@@ -266,15 +296,18 @@ WORKER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 import httpx
-from test_tryton_sink import KillOn, withdrawal, receipt_unit, client_from
+from test_tryton_sink import BY_CODE, KillOn, withdrawal, receipt_unit, client_from
 from sync.engine.inbound import write_units
+from sync.settings import TrytonSinkSettings
 from sync.sinks.tryton import TrytonSink
 from sync.state.store import StateStore
+
+BY_CODE = TrytonSinkSettings(ppe_product_key="code")  # rows name the variant by its code
 url, db, login, password, state, kind = sys.argv[2:8]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 method = "model.stock.shipment.internal.wait" if kind == "withdrawals" else "model.sale.point.sale.process"
 c = client_from(url, db, login, password, KillOn(method, die))
-sink = TrytonSink(c, tenant="t-worker", store=StateStore(state))
+sink = TrytonSink(c, tenant="t-worker", store=StateStore(state), options=BY_CODE)
 if kind == "withdrawals":
     sink.write("withdrawals", [withdrawal(i) for i in range(45)])
 else:
@@ -322,7 +355,7 @@ def test_worker_killed_mid_batch_withdrawals(tryton_fresh: Any, tmp_path: Path) 
     c = client(tryton_fresh, "epi")
     mid = shipments(c, "erpsync:t-worker:")
     assert len(mid) == 45 and {r["state"] for r in mid} == {"waiting"}  # killed between wait and assign
-    sink = TrytonSink(c, tenant="t-worker", store=StateStore(state))
+    sink = TrytonSink(c, tenant="t-worker", store=StateStore(state), options=BY_CODE)
     assert sink.write("withdrawals", [withdrawal(i) for i in range(45)]) == 45
     assert c.rpc_counts["model.stock.shipment.internal.create"] == 0
     keys = [f"erpsync:t-worker:withdrawals:w-{i}" for i in range(45)]
@@ -335,7 +368,10 @@ def test_worker_killed_mid_batch_receipts(tryton_fresh: Any, tmp_path: Path) -> 
 
     state = f"sqlite:///{tmp_path}/state.db"
     c = client(tryton_fresh, "kasa")
-    products = [{"id": p["id"], "gross_price_used": str(p["gross_price_used"])} for p in kasa_products(c, 2)]
+    products = [
+        {"id": p["id"], "code": p["code"], "gross_price_used": str(p["gross_price_used"])}
+        for p in kasa_products(c, 2)
+    ]
     proc = _run_worker(tryton_fresh, "kasa", state, "receipts", json.dumps(products))
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert {s["state"] for s in c.search_read("sale.point.sale", [], ["state"])} == {
