@@ -126,13 +126,30 @@ class TrytonEntityConfig(_Strict):
     stock: TrytonStockConfig | None = None
 
 
+class TrytonEntityOverride(_Strict):
+    """``erp.entities.<name>`` of a Tryton source: any part of an entity. For a default entity
+    (sync.sources.tryton.DEFAULT_ENTITIES) only what is given changes, columns one by one; a
+    new entity needs ``model`` and ``columns``."""
+
+    model: str | None = None
+    domain: list[Any] | None = None
+    context: dict[str, Any] | None = None
+    columns: dict[str, TrytonColumnConfig | str] | None = None
+    key: str | None = None
+    active_test: bool | None = None
+    distinct: bool | None = None
+    changes: list[str] | None = None
+    writable: bool | None = None
+    stock: TrytonStockConfig | None = None
+
+
 class TrytonSourceConfig(_Strict):
     kind: Literal["tryton"] = "tryton"
     url: str  # http(s)://host:port of trytond (the JSON-RPC root)
     database: str = Field(min_length=1)
     user: str = Field(min_length=1)  # one integration user per company (tenant)
     password: SecretStr
-    entities: dict[str, TrytonEntityConfig] = Field(default_factory=dict)  # merged over the defaults
+    entities: dict[str, TrytonEntityOverride] = Field(default_factory=dict)  # merged over the defaults
     page_size: int = Field(default=1_000, ge=1, le=100_000)  # keyset page (field guide: >1000 buys nothing)
     overlap_seconds: float = Field(default=300.0, ge=0)  # re-read window of the change poll (§5.2)
     timeout: float = Field(default=60.0, gt=0)

@@ -173,6 +173,7 @@ DEFAULT_ENTITIES: dict[str, dict[str, Any]] = {
             "taxes": {"path": "template.account_category.customer_taxes_used.rate", "pick": "join"},
             "unit": "default_uom.symbol",
             "active": "active",
+            "template_active": "template.active",  # archiving the template archives its variants
         },
         "changes": [
             "",
@@ -195,26 +196,32 @@ DEFAULT_ENTITIES: dict[str, dict[str, Any]] = {
 
 
 def entity_configs(config: TrytonSourceConfig) -> dict[str, TrytonEntityConfig]:
-    """The defaults with the tenant's ``erp.entities`` merged over them (columns one by one)."""
-    out: dict[str, TrytonEntityConfig] = {}
-    for name, raw in DEFAULT_ENTITIES.items():
-        out[name] = TrytonEntityConfig.model_validate(raw)
-    for name, ec in config.entities.items():
+    """The defaults with the tenant's ``erp.entities`` merged over them (columns one by one;
+    a new ``model`` with new ``columns`` replaces the default columns)."""
+    out: dict[str, dict[str, Any]] = {name: dict(raw) for name, raw in DEFAULT_ENTITIES.items()}
+    for name, override in config.entities.items():
+        given = override.model_dump(exclude_unset=True, by_alias=False)
         base = out.get(name)
         if base is None:
-            out[name] = ec
+            if not given.get("model") or not given.get("columns"):
+                raise ConfigError(
+                    f"erp.entities.{name}: a new Tryton entity needs a model and columns",
+                    hint=f"known entities: {', '.join(sorted(out))}",
+                )
+            out[name] = given
             continue
-        given = ec.model_fields_set
-        merged = base.model_dump(exclude_unset=False)
-        for key in given:
+        merged = dict(base)
+        for key, value in given.items():
             if key == "columns":
-                merged["columns"] = {**base.columns, **ec.columns}
+                replace = "model" in given and given["model"] != base.get("model")
+                merged["columns"] = dict(value) if replace else {**base.get("columns", {}), **value}
             else:
-                merged[key] = getattr(ec, key)
-        if "model" in given and ec.model != base.model and "columns" in given:
-            merged["columns"] = dict(ec.columns)  # another model: the default columns mean nothing
-        out[name] = TrytonEntityConfig.model_validate(merged)
-    return out
+                merged[key] = value
+        out[name] = merged
+    try:
+        return {name: TrytonEntityConfig.model_validate(raw) for name, raw in out.items()}
+    except ValueError as exc:
+        raise ConfigError(f"erp.entities: {exc}") from None
 
 
 # --- compiled paths -----------------------------------------------------------------
@@ -809,7 +816,14 @@ class TrytonSource:
     def _changed(self, c: Compiled, since: dt.datetime) -> list[dict[str, Any]]:
         since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
         window = since - dt.timedelta(seconds=self.config.overlap_seconds)
-        t = window.astimezone(dt.UTC).replace(tzinfo=None)
+        with self._lock:
+            memory = self._poll.get(c.name)
+            usable = memory is not None and memory.expected == since
+            delivered = dict(memory.delivered) if memory is not None and usable else {}
+            floor = memory.floor if memory is not None and usable else None
+        # Rows older than the baseline (the first poll's server time) are the reconcile's.
+        lower = max(window, floor) if floor is not None else window
+        t = lower.astimezone(dt.UTC).replace(tzinfo=None)
         polled_at: dt.datetime | None = None
         try:
             hits: dict[int, dt.datetime] = {}
@@ -822,16 +836,7 @@ class TrytonSource:
                     self._related_hits(c, gkey, paths, t, hits)
         except Exception as exc:
             raise self._fail(c.name, exc) from None
-        with self._lock:
-            memory = self._poll.get(c.name)
-            usable = memory is not None and memory.expected == since
-            delivered = dict(memory.delivered) if memory is not None and usable else {}
-            floor = memory.floor if memory is not None and usable else None
-        fresh = {
-            rid: stamp
-            for rid, stamp in hits.items()
-            if not (floor is not None and stamp < floor) and delivered.get(str(rid)) != stamp
-        }
+        fresh = {rid: stamp for rid, stamp in hits.items() if delivered.get(str(rid)) != stamp}
         if not fresh:
             return []
         ids = sorted(fresh)
