@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         creds = {login: server.credentials(login) for login in ("admin", "epi", "kasa")}
         url = server.url.rstrip("/")
-        result = {
+        result: dict[str, Any] = {
             "machine": _load(),
             "snapshot": snapshot(url, server.database, creds),
             "fast_detection": fast_detection(url, server.database, creds),
