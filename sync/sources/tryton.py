@@ -636,7 +636,9 @@ class TrytonSource:
 
     # --- rows ----------------------------------------------------------------------
 
-    def _rows_of(self, c: Compiled, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _rows_of(
+        self, c: Compiled, records: list[dict[str, Any]], seen: set[tuple[Any, ...]] | None = None
+    ) -> list[dict[str, Any]]:
         """Entity rows of one page of root records (related columns read for the page)."""
         related_rows: dict[tuple[str, str, str, str], dict[Any, list[dict[str, Any]]]] = {}
         for gkey, cols in c.related.items():
@@ -654,7 +656,7 @@ class TrytonSource:
                     grouped.setdefault(rel.get(link), []).append(rel)
             related_rows[gkey] = grouped
         out: list[dict[str, Any]] = []
-        seen: set[tuple[Any, ...]] = set()
+        seen = set() if seen is None else seen  # distinct: across the pages of one read
         hops_by_path = self._hop_models(c) if c.conf.writable else {}
         for rec in records:
             row: dict[str, Any] = {"id": rec.get("id")}
@@ -674,7 +676,6 @@ class TrytonSource:
                 if sig in seen:
                     continue
                 seen.add(sig)
-                row.pop("id", None) if c.conf.key != "id" and "id" not in c.conf.columns else None
             if c.conf.writable and key is not None:
                 self._stamps[(c.name, key)] = _timestamps(rec, c.conf.model, hops_by_path)
             out.append(row)
@@ -722,8 +723,9 @@ class TrytonSource:
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         keyed: dict[int, dict[str, Any]] = {}
+        seen: set[tuple[Any, ...]] = set()
         for page in self._pages(c, [["id", "in", list(ids)]] if ids is not None else []):
-            for row in self._rows_of(c, page):
+            for row in self._rows_of(c, page, seen):
                 keyed[int(row["id"])] = row
         if not keyed:
             return out
@@ -752,8 +754,9 @@ class TrytonSource:
             if c.conf.stock is not None:
                 yield from self._stock_rows(c, c.conf.stock, None)
                 return
+            seen: set[tuple[Any, ...]] = set()
             for page in self._pages(c):
-                yield from self._rows_of(c, page)
+                yield from self._rows_of(c, page, seen)
         except Exception as exc:
             raise self._fail(c.name, exc) from None
 
@@ -773,10 +776,11 @@ class TrytonSource:
                 if c.conf.stock is not None:
                     return iter(self._stock_rows(c, c.conf.stock, ids))
                 rows: list[dict[str, Any]] = []
+                seen: set[tuple[Any, ...]] = set()
                 for start in range(0, len(ids), self.config.page_size):
                     chunk = ids[start : start + self.config.page_size]
                     for page in self._pages(c, [["id", "in", chunk]]):
-                        rows.extend(self._rows_of(c, page))
+                        rows.extend(self._rows_of(c, page, seen))
                 return iter(rows)
             col = next((x for x in c.columns if x.name == column and x.conf.model is None), None)
             if col is None:
@@ -786,10 +790,13 @@ class TrytonSource:
                 )
             wanted_set = set(wanted)
             rows = []
+            seen = set()
             for start in range(0, len(wanted), self.config.page_size):
                 part = wanted[start : start + self.config.page_size]
                 for page in self._pages(c, [[col.requests[0], "in", part]]):
-                    rows.extend(r for r in self._rows_of(c, page) if key_str(r.get(column)) in wanted_set)
+                    rows.extend(
+                        r for r in self._rows_of(c, page, seen) if key_str(r.get(column)) in wanted_set
+                    )
             return iter(rows)
         except ErpsyncError:
             raise
@@ -845,10 +852,11 @@ class TrytonSource:
                 rows = self._stock_rows(c, c.conf.stock, ids)
             else:
                 rows = []
+                seen: set[tuple[Any, ...]] = set()
                 for start in range(0, len(ids), self.config.page_size):
                     chunk = ids[start : start + self.config.page_size]
                     for page in self._pages(c, [["id", "in", chunk]]):
-                        rows.extend(self._rows_of(c, page))
+                        rows.extend(self._rows_of(c, page, seen))
         except Exception as exc:
             raise self._fail(c.name, exc) from None
         stamp = max(polled_at or since, since + dt.timedelta(microseconds=1))

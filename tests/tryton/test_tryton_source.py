@@ -424,5 +424,9 @@ def test_keyset_pages_and_archived_rows(tryton: Any) -> None:
         assert calls == -(-len(rows) // 7) or calls == -(-len(rows) // 7) + 1
         assert any(r["active"] is False for r in rows)  # people who left (end_date passed)
         assert all(isinstance(r["start_date"], dt.date) for r in rows)
+        # distinct rows stay distinct across pages: one CA per PPE template, whatever the paging
+        certificates = list(src.read("ppe_certificates"))
+        templates = [r["template"] for r in certificates]
+        assert len(templates) == len(set(templates)) == tryton.manifest["ppe_templates"]
     finally:
         src.close()
