@@ -15,22 +15,19 @@ import contextlib
 import datetime as dt
 import logging
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import Text, and_, bindparam, case, cast, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
-from sync.core.codec import decode_compact, decode_compact_text, encode_compact
 from sync.core.normalize import content_hash
 from sync.core.records import Base, QuarantineEntry
 from sync.errors import StateError, utcnow
-from sync.state.db import ensure_schema, get_engine
 from sync.state.models import (
     AdoptedEdit,
     AlertCounter,
@@ -47,17 +44,12 @@ from sync.state.models import (
     Run,
     RunItem,
 )
+from sync.state.repos._base import StoreBase, decode_text, decode_value, encode_value, iter_chunks
 from sync.state.tokens import TokenCipher
 
 log = logging.getLogger(__name__)
 
 OPEN_INTENT_STATES = ("pending", "unknown")
-
-
-# The state store's encoding of values (sync.core.codec, compact).
-encode_value = encode_compact
-decode_value = decode_compact
-decode_text = decode_compact_text
 
 
 def _base(erp_key: str, remote_id: str, fields: Any, version: str | None) -> Base:
@@ -157,68 +149,8 @@ class TokenRow:
         return f"TokenRow(access_expires_at={self.access_expires_at!r})"
 
 
-class StateStore:
+class StateStore(StoreBase):
     """State store of one deployment (all tenants), on SQLite or PostgreSQL."""
-
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self.url = url
-        if migrate:
-            ensure_schema(url)
-        self.engine: Engine = get_engine(url)
-        self._local = threading.local()
-
-    def session(self) -> Session:
-        conn = self._pinned()
-        return Session(self.engine if conn is None else conn, expire_on_commit=False)
-
-    # --- one connection for a run -------------------------------------------------
-
-    @contextlib.contextmanager
-    def pinned(self) -> Iterator[None]:
-        """Serve this thread's store calls from one pooled connection until the block ends.
-
-        Each call stays its own short transaction; what is saved is a pool checkout (with
-        its pre-ping round trip) and a reset per call: a change event makes about ten
-        calls. Nested blocks share the outer connection. Per thread, never shared."""
-        if self._pinned() is not None:
-            yield
-            return
-        with self.engine.connect() as conn:
-            self._local.conn = conn
-            try:
-                yield
-            finally:
-                self._local.conn = None
-
-    def _pinned(self) -> Connection | None:
-        return getattr(self._local, "conn", None)
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        """A connection for reads: the pinned one (its read transaction ended after), or a pooled one."""
-        conn = self._pinned()
-        if conn is None:
-            with self.engine.connect() as fresh:
-                yield fresh
-            return
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction():
-                conn.rollback()
-
-    @contextlib.contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        """A connection in a transaction that commits at the end of the block (or rolls back)."""
-        conn = self._pinned()
-        if conn is None:
-            with self.engine.begin() as fresh:
-                yield fresh
-            return
-        if conn.in_transaction():
-            conn.rollback()
-        with conn.begin():
-            yield conn
 
     # --- bindings and bases -----------------------------------------------------
 
@@ -1535,14 +1467,3 @@ class StateStore:
                 )
             )
             s.commit()
-
-
-def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
