@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +22,25 @@ from sync.engine.runs import run_dict
 from sync.errors import ErpsyncError
 from sync.report.outcomes import run_outcomes
 from sync.report.progress import progress_bars
+
+
+class _RowsInReport(logging.Filter):
+    """Drops the executor's per-row warnings: the run report's table lists those rows once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and hasattr(record, "key"))
+
+
+@contextmanager
+def rows_in_report(active: bool) -> Iterator[None]:
+    """While ``active`` (a terminal report follows), per-row warnings are not logged twice."""
+    logger, dropper = logging.getLogger("erpsync.apply"), _RowsInReport()
+    if active:
+        logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
 
 
 def _interactive() -> bool:
@@ -90,7 +112,13 @@ def apply_command(
             raise typer.Exit(1)
         tenant = plan.tenant
     try:
-        with progress_bars(not (quiet or as_json), console) as (on_plan, advance):
+        with (
+            rows_in_report(not (quiet or as_json)),
+            progress_bars(not (quiet or as_json), console) as (
+                on_plan,
+                advance,
+            ),
+        ):
             summary = engine.apply(
                 tenant, plan, mode="fast" if fast else "full", force=force, progress=advance, on_plan=on_plan
             )

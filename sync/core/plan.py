@@ -355,6 +355,7 @@ _QUARANTINE_FIELDS = (
     "erp_hash",
     "stage",
     "request_id",
+    "column",
 )
 
 

@@ -229,6 +229,7 @@ class QuarantineEntry:
     stage: str = "validate"  # validate | apply | inbound
     request_id: str | None = None
     set_aside: tuple[SetAside, ...] = ()
+    column: str | None = None  # the ERP column(s) behind ``field``, when known
 
     @property
     def child_only(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -107,16 +109,63 @@ def _print_action(console: Console, row: ActionRow) -> None:
         console.print(line)
 
 
+# Detail rows shown on the terminal; the rest are in --json and the HTML report.
+DETAIL_ROWS = 50
+
+
+def _print_by_rule(console: Console, title: str, groups: Counter[tuple[str, str, str]]) -> None:
+    """One line per (class, entity, rule) with its count, the largest first."""
+    table = Table(title=title, title_justify="left", title_style="bold red")
+    table.add_column("outcome")
+    table.add_column("entity")
+    table.add_column("rule")
+    table.add_column("rows", justify="right")
+    for (cls, entity, rule), n in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(Text(cls, style="red"), Text(entity), Text(rule, style="bold"), str(n))
+    console.print(table)
+
+
 def _print_quarantine(console: Console, plan: Plan) -> None:
     if not plan.quarantine:
         return
-    table = Table(title=f"Quarantine ({len(plan.quarantine)})", title_justify="left", title_style="bold red")
-    for col in ("platform", "entity", "ERP key", "field", "rule", "message"):
-        table.add_column(col)
-    for q in plan.quarantine:
-        cells = (q.platform, q.entity, q.erp_key, q.field or "", q.rule, scrub(q.message))
-        table.add_row(*(Text(c) for c in cells))
+    stage_class = {"apply": "rejected"}
+    groups: Counter[tuple[str, str, str]] = Counter(
+        (stage_class.get(q.stage, "quarantined"), f"{q.platform}/{q.entity}", q.rule) for q in plan.quarantine
+    )
+    _print_by_rule(console, f"Rows held back ({len(plan.quarantine)}), by rule", groups)
+    table = Table(title="Held back rows", title_justify="left")
+    for col in ("entity", "ERP key", "field", "ERP column", "value", "rule", "problem"):
+        table.add_column(col, overflow="fold")
+    shown = sorted(plan.quarantine, key=lambda q: (q.platform, q.entity, q.rule, q.erp_key))[:DETAIL_ROWS]
+    for q in shown:
+        cells = (
+            f"{q.platform}/{q.entity}",
+            q.erp_key,
+            q.field or "",
+            q.column or "",
+            "" if q.value is None else q.value,
+            q.rule,
+            scrub(q.message),
+        )
+        table.add_row(*(Text(str(c)) for c in cells))
     console.print(table)
+    if len(plan.quarantine) > len(shown):
+        console.print(
+            f"… and {len(plan.quarantine) - len(shown)} more (every row: `erpsync plan --json` or --html)",
+            highlight=False,
+        )
+
+
+_RULE = re.compile(r": ([a-z][a-z_]*): ")
+
+
+def _rule_of(item: dict[str, Any], cls: str) -> str:
+    """The rule a run item's detail names (``entity 'k' field 'f': rule: message``), else a short cause."""
+    detail = str(item.get("detail") or "")
+    found = _RULE.search(detail)
+    if found:
+        return found.group(1)
+    return detail.split(":", 1)[0][:40] if detail else cls
 
 
 def render_run_terminal(run: dict[str, Any], console: Console) -> None:
@@ -163,16 +212,29 @@ def render_run_terminal(run: dict[str, Any], console: Console) -> None:
         console.print(req)
     items = [i for i in run.get("items") or [] if classify(str(i.get("outcome") or "")) in ATTENTION]
     if items:
-        table = Table(
-            title=f"Items needing attention ({len(items)})", title_justify="left", title_style="bold red"
-        )
-        for col in ("platform", "entity", "ERP key", "action", "outcome", "detail", "request id"):
-            table.add_column(col)
+        groups: Counter[tuple[str, str, str]] = Counter()
         for i in items:
-            keys = ("platform", "entity", "erp_key", "action", "outcome", "detail", "request_id")
-            row = {**i, "outcome": classify(str(i.get("outcome") or ""))}
-            table.add_row(*(Text(scrub(str(row.get(k) or ""))) for k in keys))
+            cls = classify(str(i.get("outcome") or ""))
+            groups[(cls, f"{i.get('platform', '')}/{i.get('entity', '')}", _rule_of(i, cls))] += 1
+        _print_by_rule(console, f"Items needing attention ({len(items)}), by rule", groups)
+        table = Table(title="Items", title_justify="left")
+        for col in ("entity", "ERP key", "action", "outcome", "detail", "request id"):
+            table.add_column(col, overflow="fold")
+        for i in items[:DETAIL_ROWS]:
+            cells = (
+                f"{i.get('platform', '')}/{i.get('entity', '')}",
+                i.get("erp_key"),
+                i.get("action"),
+                classify(str(i.get("outcome") or "")),
+                i.get("detail"),
+                i.get("request_id"),
+            )
+            table.add_row(*(Text(scrub(str(c or ""))) for c in cells))
         console.print(table)
+        if len(items) > DETAIL_ROWS:
+            console.print(
+                f"… and {len(items) - DETAIL_ROWS} more (every item: --json or --html)", highlight=False
+            )
     _print_next_steps(console, outcomes.next_steps())
 
 
@@ -195,22 +257,50 @@ def render_explain(info: dict[str, Any], console: Console) -> None:
         console.print("[yellow]not bound[/]: the next plan creates or adopts it (if the ERP row maps)")
     if info.get("remote_error"):
         console.print(f"[red]platform:[/] {_e(info['remote_error'])}")
+    source = info.get("source")
+    if source:
+        found = "found" if source.get("found") else "[bold yellow]no such row[/]"
+        console.print(
+            f"ERP row: table {_e(source.get('table'))}, {_e(source.get('key_column'))} = "
+            f"{_e(info.get('erp_key', ''))}: {found}"
+        )
     labels = (("ERP", "desired"), ("base", "base"), ("platform", "remote"))
     sides: list[tuple[str, dict[str, Any]]] = [(n, info[k]) for n, k in labels if info.get(k) is not None]
     if sides:
+        columns = info.get("columns") or {}
         table = Table(title="Fields", title_justify="left")
         table.add_column("field")
+        table.add_column("ERP column")
         for name, _ in sides:
-            table.add_column(name)
+            table.add_column(name, overflow="fold")
         names = sorted({k for _, data in sides for k in data})
         for field in names:
             values = [fmt(data.get(field)) for _, data in sides]
             style = "" if len(set(values)) == 1 else "bold yellow"
-            table.add_row(Text(field, style=style), *(Text(v, style=style) for v in values))
+            column = Text(str(columns.get(field) or ""), style="dim")
+            table.add_row(Text(field, style=style), column, *(Text(v, style=style) for v in values))
         console.print(table)
+    children = info.get("children") or {}
+    child_columns = info.get("children_columns") or {}
+    for name in sorted(set(children.get("ERP") or {}) | set(children.get("base") or {})):
+        erp_rows = (children.get("ERP") or {}).get(name) or []
+        base_rows = (children.get("base") or {}).get(name) or []
+        cols = ", ".join(
+            f"{k.split('.', 1)[1]} ← {v}"
+            for k, v in sorted(child_columns.items())
+            if k.startswith(f"{name}.")
+        )
+        same = "same" if erp_rows == base_rows else "[bold yellow]differ[/]"
+        console.print(
+            f"children [bold]{_e(name)}[/]: {len(erp_rows)} in the ERP, {len(base_rows)} agreed last ({same})"
+            + (f" · columns: {_e(cols)}" if cols else "")
+        )
+        for row in erp_rows[:10]:
+            console.print(Text("    " + ", ".join(f"{k}={fmt(v)}" for k, v in sorted(row.items()))))
     last = info.get("last_action")
     if last:
-        text = f"last action: {last.get('action')} → {last.get('outcome')} (run {last.get('run_id')})"
+        outcome = last.get("class") or last.get("outcome")
+        text = f"last action: {last.get('action')} → {outcome} (run {last.get('run_id')})"
         text += f": {last['detail']}" if last.get("detail") else ""
         text += f" request {last['request_id']}" if last.get("request_id") else ""
         console.print(_e(text))
@@ -225,4 +315,4 @@ def render_explain(info: dict[str, Any], console: Console) -> None:
         text = f"{i.get('id')} {i.get('state')} after {i.get('attempts')} attempt(s){error}"
         console.print(f"[yellow]open intent[/] {_e(text)}")
     if info.get("next"):
-        console.print(f"next plan: {_e(info['next'])}")
+        console.print(f"[bold]next:[/] {_e(info['next'])}")

@@ -174,3 +174,50 @@ def test_the_exit_codes_are_documented_in_one_table() -> None:
         assert f"\n{code}    " in (sync.cli.__doc__ or "")
     for cls in CLASSES:
         assert f"\n| {cls} |" in doc
+
+
+# --- quarantine lines (#16.11) -------------------------------------------------------------------
+
+
+def test_quarantine_lines_show_column_value_rule_and_every_problem_grouped_by_rule(pg: Playground) -> None:
+    assert _cli(pg, "apply", "--yes", "--quiet").exit_code == 0
+    keys = [k for (k,) in _erp(pg, "SELECT matricula FROM funcionarios ORDER BY matricula")]
+    _erp(pg, "UPDATE funcionarios SET email = 'ana.at.example' WHERE matricula IN (?, ?)", keys[0], keys[1])
+    _erp(
+        pg,
+        "UPDATE funcionarios SET nome = ?, email = 'bob.at.example' WHERE matricula = ?",
+        "x" * 151,
+        keys[2],
+    )
+    result = _cli(pg, "plan")
+    out = result.stdout
+    assert "by rule" in out and "ERP column" in out
+    rows = [[c.strip() for c in line.strip("│┃ ").split("│")] for line in out.splitlines() if "│" in line]
+    assert ["quarantined", "smartepi/employees", "format", "2"] in rows
+    assert ["quarantined", "smartepi/employees", "max_length", "1"] in rows
+    assert "ana.at.example" not in out and "an*** (14 chars)" in out  # personal data: only its start
+    data = json.loads(_cli(pg, "plan", "--json").stdout)
+    (both,) = [q for q in data["quarantine"] if q["erp_key"] == keys[2]]
+    assert both["rule"] == "max_length" and both["column"] == "nome"
+    assert "also email (ERP column email): format" in both["message"]
+    assert "bob.at.example" not in json.dumps(data)
+
+
+def test_per_row_warnings_are_not_logged_when_the_report_lists_the_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from sync.cli.apply import rows_in_report
+
+    log = logging.getLogger("erpsync.apply")
+    with caplog.at_level(logging.WARNING, logger="erpsync.apply"):
+        with rows_in_report(True):
+            log.warning("smartepi/employees 7 deferred: timeout", extra={"key": "7"})
+            log.warning("the run stopped")  # not about one row: kept
+        with rows_in_report(False):
+            log.warning("smartepi/employees 8 deferred: timeout", extra={"key": "8"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "the run stopped",
+        "smartepi/employees 8 deferred: timeout",
+    ]

@@ -78,7 +78,7 @@ def test_terminal_summary_counts_and_estimate() -> None:
     assert re.search(r"1\s.*1\s.*1\s.*3", row), row
     assert "Request estimate" in out
     assert re.search(r"smartepi\s*│\s*4", out), out  # 1 list page + 1 create + 2 updates
-    assert "Quarantine (1)" in out and "not an e-mail address" in out
+    assert "Rows held back (1), by rule" in out and "not an e-mail address" in out
     assert "Ana Maria" not in out  # no detail unless asked
 
 

@@ -10,6 +10,7 @@ can come from a lazy iterator.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from sys import intern
@@ -189,6 +190,23 @@ def _const(value: Any) -> FieldFn:
     return lambda row: value
 
 
+# Personal data shown only in part in quarantine entries (their mapping need not mark them
+# ``sensitive``, which masks the whole value): enough to find the row, not to read it.
+_PERSONAL = re.compile(
+    r"cpf|cnpj|e_?mail|phone|telefone|celular|mobile|identification|document|passport|birth|nascimento"
+    r"|(?:^|[_.])rg(?:$|[_.])|tax_?id|inn(?:$|[_.])",
+    re.IGNORECASE,
+)
+
+
+def _partial(value: Any) -> str | None:
+    """``jo*** (14 chars)``: the start of a personal value and its length."""
+    if value is None:
+        return None
+    text = strip_controls(value if isinstance(value, str) else repr(value))
+    return f"{text[:2]}{MASK} ({len(text)} chars)" if len(text) > 4 else MASK
+
+
 def _show(value: Any, sensitive: bool) -> str | None:
     if value is None:
         return None
@@ -341,6 +359,7 @@ class EntityMapping:
         self._sensitive = frozenset(f.name for f in self.fields if f.policy.sensitive)
         cols = [spec.key, *(c for f in self.fields for c in f.columns)]
         self._hash_cols = tuple(dict.fromkeys(cols))
+        self._columns: dict[str, str] | None = None  # field -> ERP column(s), built on first use
         # Salts every row hash: a row the platform rejected is held until its hash changes,
         # so a change of this entity's mapping (or its lookups) retries it too.
         self._salt = mapping_salt(spec, lookups)
@@ -445,23 +464,61 @@ class EntityMapping:
 
     # --- mapping ---------------------------------------------------------------------
 
-    def _entry(
-        self, key: str, field_: str | None, rule: str, message: str, value: Any, h: str
-    ) -> QuarantineEntry:
+    def column_of(self, field_: str | None) -> str | None:
+        """The ERP column(s) behind a platform field (``child.field`` for a child's)."""
+        if not field_:
+            return None
+        if field_ == self.erp_key_field:
+            return field_
+        if self._columns is None:
+            cols = {f.name: ", ".join(f.columns) for f in self.fields if f.columns}
+            for c in self.children:
+                cols.update({f"{c.name}.{f.name}": ", ".join(f.columns) for f in c.fields if f.columns})
+            self._columns = cols
+        return self._columns.get(field_)
+
+    def _masking(self, field_: str | None) -> tuple[bool, bool]:
+        """(sensitive: mask the whole value, personal: show only its start)."""
         base = field_.split(".", 1)[0] if field_ else None
         sensitive = base in self._sensitive or any(
             field_ == f"{c.name}.{f.name}" and f.policy.sensitive for c in self.children for f in c.fields
         )
+        personal = not sensitive and bool(_PERSONAL.search(f"{field_ or ''} {self.column_of(field_) or ''}"))
+        return sensitive, personal
+
+    def _text(self, field_: str | None, message: str, value: Any) -> str:
+        sensitive, personal = self._masking(field_)
+        return mask_value_in(message, value) if sensitive or personal else message
+
+    def _entry(
+        self, key: str, field_: str | None, rule: str, message: str, value: Any, h: str
+    ) -> QuarantineEntry:
+        sensitive, personal = self._masking(field_)
         return QuarantineEntry(
             platform=self.platform,
             entity=self.entity,
             erp_key=entry_key(key),
             field=field_,
             rule=rule,
-            message=mask_value_in(message, value) if sensitive else message,
-            value=_show(value, sensitive),
+            message=self._text(field_, message, value),
+            value=_partial(value) if personal else _show(value, sensitive),
             erp_hash=h,
+            column=self.column_of(field_),
         )
+
+    def _problems_entry(self, key: str, problems: list[Invalid], h: str) -> QuarantineEntry:
+        """One entry for a row with every problem it has: the first one's field, rule and value;
+        the message names the others (field, ERP column, rule, message) too."""
+        first, rest = problems[0], problems[1:]
+        entry = self._entry(key, first.field, first.rule, first.message, first.value, h)
+        if not rest:
+            return entry
+        also = "; ".join(
+            f"{p.field} (ERP column {self.column_of(p.field) or '?'}): {p.rule}: "
+            f"{self._text(p.field, p.message, p.value)}"
+            for p in rest
+        )
+        return replace(entry, message=f"{entry.message}; also {also}")
 
     def _slow_fields(self, row: Row) -> list[Invalid]:
         problems = []
@@ -564,12 +621,7 @@ class EntityMapping:
                     if value is not None:
                         fields[name] = value
             except Invalid:
-                problems = self._slow_fields(row)
-                first = problems[0]
-                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-                quarantine.append(
-                    self._entry(key, first.field, first.rule, first.message + more, first.value, h)
-                )
+                quarantine.append(self._problems_entry(key, self._slow_fields(row), h))
                 seen.add(key)
                 return
             bad = None
