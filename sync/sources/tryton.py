@@ -699,24 +699,32 @@ class TrytonSource:
         return [*c.fields, *c.stamp_fields]
 
     def _pages(self, c: Compiled, extra: Sequence[Any] = ()) -> Iterator[list[dict[str, Any]]]:
-        last = 0
+        """Keyset pages by id. The next page is asked for as soon as a page arrives (its last
+        id is all the next domain needs), so Tryton reads page k+1 while erpsync turns page k
+        into rows (and reads its related records)."""
         size = self.config.page_size
         fields = self._read_fields(c)
-        while True:
-            page = self.client.search_read(
-                c.conf.model,
-                self._domain(c, *extra, ["id", ">", last]),
-                fields,
-                limit=size,
-                order=[("id", "ASC")],
-                context=self._context(c),
-            )
+        submit = getattr(self.client, "submit", None)
+
+        def ask(last: int) -> Any:
+            args = (c.conf.model, self._domain(c, *extra, ["id", ">", last]), fields)
+            kw = {"limit": size, "order": [("id", "ASC")], "context": self._context(c)}
+            if submit is not None:
+                return submit("search_read", *args, **kw)
+            return self.client.search_read(*args, **kw)
+
+        pending: Any = ask(0)
+        while pending is not None:
+            page = pending.result() if submit is not None else pending
+            pending = ask(int(page[-1]["id"])) if len(page) >= size else None
             if not page:
                 return
-            yield page
-            if len(page) < size:
-                return
-            last = int(page[-1]["id"])
+            try:
+                yield page
+            except GeneratorExit:
+                if pending is not None and submit is not None:
+                    pending.cancel()
+                raise
 
     def _stock_rows(
         self, c: Compiled, stock: TrytonStockConfig, ids: Sequence[int] | None

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextvars
 import datetime as dt
 import email.utils
@@ -425,6 +426,14 @@ class SyncTrytonClient:
 
     def login(self) -> None:
         self._call(self._client.login)
+
+    def submit(self, method: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Start ``method(*args, **kwargs)`` of the async client without waiting: a future
+        (pipelining, e.g. the next keyset page while this one is processed)."""
+        if method.startswith("_") or not hasattr(self._client, method):
+            raise AttributeError(method)
+        coro = getattr(self._client, method)(*args, **kwargs)
+        return asyncio.run_coroutine_threadsafe(coro, self._portal._loop)  # the portal's own loop
 
     def call(self, method: str, params: Sequence[Any], *, idempotent: bool | None = None) -> Any:
         return self._call(self._client.call, method, params, idempotent=idempotent)
