@@ -197,6 +197,82 @@ def fast_detection(
         admin.close()
 
 
+INBOUND_TARGET = 0.1  # calls per withdrawal
+
+
+def inbound(url: str, database: str, creds: dict[str, tuple[str, str]], n: int = 1000) -> dict[str, Any]:
+    """``n`` PPE withdrawals written into Tryton through ``sink: {kind: tryton}`` (internal
+    shipments, batched create/wait/assign_force/do): calls per withdrawal, wall time."""
+    from decimal import Decimal
+
+    from sync.clients.tryton import SyncTrytonClient
+    from sync.settings import TrytonSinkSettings
+    from sync.sinks.base import InboundRow
+    from sync.sinks.tryton import TrytonSink
+    from sync.state.store import StateStore
+
+    state = Path(tempfile.mkdtemp(prefix="erpsync-bench-inbound-")) / "state.db"
+    client = SyncTrytonClient(url, database, *creds["epi"])
+    try:
+        variants = [
+            r["code"]
+            for r in client.search_read(
+                "product.product", [("code", "like", "EPI-%")], ["code"], order=[("id", "ASC")]
+            )
+        ]
+        centres = [
+            r["code"]
+            for r in client.search_read(
+                "analytic_account.account",
+                [("root.name", "=", "Centros de Custo"), ("type", "=", "normal"), ("state", "=", "opened")],
+                ["code"],
+            )
+        ]
+        rows = [
+            InboundRow.make(
+                "smartepi",
+                f"bench-w-{i}",
+                {
+                    "employee_key": str(1 + i % 500),
+                    "product_key": variants[i % len(variants)],
+                    "quantity": Decimal(1 + i % 3),
+                    "cost_center_key": centres[i % len(centres)],
+                    "status": "SUCCESS",
+                    "created_at": "2026-11-30T10:00:00Z",
+                },
+                {"id": f"bench-w-{i}"},
+            )
+            for i in range(n)
+        ]
+        sink = TrytonSink(
+            client,
+            tenant="bench",
+            store=StateStore(f"sqlite:///{state}"),
+            options=TrytonSinkSettings(ppe_product_key="code"),
+        )
+        client.login()
+        before = sum(client.rpc_counts.values())
+        started = time.perf_counter()
+        written = sink.write("withdrawals", rows)
+        took = time.perf_counter() - started
+        calls = sum(client.rpc_counts.values()) - before
+        done = client.search_count(
+            "stock.shipment.internal", [("reference", "like", "erpsync:bench:%"), ("state", "=", "done")]
+        )
+        return {
+            "withdrawals": n,
+            "written": written,
+            "shipments_done": done,
+            "calls": calls,
+            "calls_per_withdrawal": round(calls / n, 3),
+            "per_call": {k: v for k, v in client.rpc_counts.items() if v},
+            "s": round(took, 2),
+            "target": INBOUND_TARGET,
+        }
+    finally:
+        client.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "erpsync-bench-tryton")
@@ -218,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": _load(),
             "snapshot": snapshot(url, server.database, creds),
             "fast_detection": fast_detection(url, server.database, creds),
+            "inbound": inbound(url, server.database, creds),
         }
     finally:
         server.stop()
@@ -236,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             f"fast detection: {f['changed']} changed, {f['rows']} rows found (all: {f['found_all']}) in "
             f"{f['ms']} ms, {f['calls']} calls, largest answer {f['largest_answer_rows']} rows "
             f"(target ≤ {FAST_TARGET_MS:.0f} ms)"
+        )
+        i = result["inbound"]
+        print(
+            f"inbound: {i['withdrawals']} withdrawals in {i['s']}s, {i['calls']} calls = "
+            f"{i['calls_per_withdrawal']} per withdrawal (target ≤ {INBOUND_TARGET}), "
+            f"{i['shipments_done']} shipments done"
         )
     return 0
 

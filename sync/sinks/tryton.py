@@ -398,7 +398,15 @@ class TrytonSink:
         want = sorted({k for k in keys if k and (kind, k) not in self._products})
         if not want:
             return
-        fields = ["code", "default_uom", "template", "template.code", "attributes", "active"]
+        fields = [
+            "code",
+            "default_uom",
+            "default_uom.digits",
+            "template",
+            "template.code",
+            "attributes",
+            "active",
+        ]
         ids = [int(k) for k in want if k.isdigit()]
         if kind == "template":
             domain: list[Any] = [("template", "in", ids)]
@@ -766,11 +774,12 @@ class TrytonSink:
             if product is None:
                 shown = key or item.fields.get("product_id")
                 raise _Refused(f"item {item.remote_id}: product {shown!r} is not in Tryton")
-            qty = Decimal(str(item.fields.get("quantity") or 0))
+            qty = _fit(Decimal(str(item.fields.get("quantity") or 0)), product)
             if qty <= 0:
                 raise _Refused(f"item {item.remote_id}: quantity {qty} is not positive")
             amount = item.fields.get("amount")
             price = item.fields.get("price")
+            # a weighed quantity rounded to the unit's precision keeps the line's amount
             gross = Decimal(str(amount)) / qty if amount is not None else Decimal(str(price or 0))
             gross = gross.quantize(Decimal("0.0001"))
             list_price = self._list_price(product, gross)
@@ -1036,7 +1045,8 @@ class TrytonSink:
                     shown = row.fields.get("product_key") or row.fields.get("product_id")
                     refused.append(f"stock {row.remote_id}: product {shown!r} is not in Tryton")
                     continue
-                lines.append({"product": int(product["id"]), "quantity": float(row.fields.get("count") or 0)})
+                count = _fit(Decimal(str(row.fields.get("count") or 0)), product)
+                lines.append({"product": int(product["id"]), "quantity": float(count)})
                 ok.append(row)
             if not ok:
                 continue
@@ -1095,6 +1105,15 @@ def _complete_rows(landed: Sequence[_Work], works: Sequence[_Work]) -> list[Inbo
 def _tryton_message(exc: TrytonUserError) -> str:
     text = getattr(exc, "tryton_message", None) or exc.message
     return scrub(str(text))[:500]
+
+
+def _fit(quantity: Decimal, product: Mapping[str, Any]) -> Decimal:
+    """A quantity in a fractional unit (kg: 2 digits in Tryton) rounded to the unit's precision;
+    whole units (pairs, pieces) are left as they are, so Tryton refuses 1.5 gloves."""
+    digits = (product.get("default_uom.") or {}).get("digits")
+    if isinstance(digits, int) and digits > 0:
+        return quantity.quantize(Decimal(1).scaleb(-digits))
+    return quantity
 
 
 def _price(value: Any) -> str:
