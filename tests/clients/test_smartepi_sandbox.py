@@ -290,7 +290,9 @@ def test_quota_429s_with_a_governor_below_the_quota(tenant):
             await asyncio.gather(*(_drain(c.sectors.list()) for _ in range(10)))
         return c.counters.snapshot()
 
-    counts = run_client(tenant, go, governor=InProcessGovernor(RateLimits(rate=40, burst=4, concurrency=4)))
+    # Half the quota with a small burst: the governor stamps requests when they leave, the
+    # server when they arrive, and a loaded machine bunches arrivals; this margin absorbs it.
+    counts = run_client(tenant, go, governor=InProcessGovernor(RateLimits(rate=25, burst=2, concurrency=4)))
     assert counts == {("GET", "/sectors", "200"): 30}
 
 
