@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from sync.core.codec import decode_compact, decode_compact_text, encode_compact
+from sync.errors import StateError
 from sync.state.db import ensure_schema, get_engine
 
 T = TypeVar("T")
@@ -21,6 +22,15 @@ T = TypeVar("T")
 encode_value = encode_compact
 decode_value = decode_compact
 decode_text = decode_compact_text
+
+
+def row_id(value: int | None) -> int:
+    """The id the database gave a new row (model ids are ``int | None`` only before the insert)."""
+    if value is None:
+        raise StateError(
+            "the state store returned no id for a new row", hint="check the database's sequences"
+        )
+    return value
 
 
 def iter_chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -102,4 +112,4 @@ class StoreBase:
             yield conn
 
 
-__all__ = ["StoreBase", "decode_text", "decode_value", "encode_value", "iter_chunks"]
+__all__ = ["StoreBase", "decode_text", "decode_value", "encode_value", "iter_chunks", "row_id"]
