@@ -12,6 +12,7 @@ ERP table cannot be written wait in ``adopted_edits`` instead of reaching the ta
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -206,6 +207,29 @@ def check(
             print_generated(settings.tenants, name)
         except ErpsyncError as exc:
             raise fail(exc) from None
+
+
+@config_app.command("schema")
+def schema(
+    kind: Annotated[
+        str, typer.Argument(help="config (the configuration file) or mapping (a mapping file).")
+    ] = "config",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the schema to this file.")] = None,
+) -> None:
+    """Print the JSON Schema of the configuration file or of a mapping file (editors validate
+    YAML with it, e.g. `# yaml-language-server: $schema=erpsync-config.schema.json`)."""
+    from sync.cli._common import check_output
+    from sync.docgen import json_schema
+
+    if kind not in ("config", "mapping"):
+        raise fail(ConfigError(f"no schema {kind!r}", hint="erpsync config schema config|mapping"))
+    check_output(out, "--out")
+    text = json.dumps(json_schema(kind), indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"JSON Schema of the {kind} file written to {escape(str(out))}", highlight=False)
 
 
 def print_generated(tenants: dict[str, TenantSettings], name: str) -> None:
