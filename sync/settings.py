@@ -218,6 +218,9 @@ class TrytonSinkSettings(_Strict):
     # What the ERP keys of products are (the shipped mappings: PPE by template id, shop by code)
     ppe_product_key: Literal["template", "product", "code"] = "template"
     shop_product_key: Literal["code", "product", "template"] = "code"
+    # an open intent younger than this is another worker's write in flight (left to it); older,
+    # it is a crash's leftover (looked up in Tryton, then adopted or resent)
+    claim_seconds: float = Field(300, ge=0)
 
 
 class SinkSettings(_Strict):

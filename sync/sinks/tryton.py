@@ -108,6 +108,7 @@ class TrytonSink:
         self._company: int | None = None
         self._user_id: int | None = None
         self._ratios: dict[int, Decimal] = {}
+        self._busy = 0  # records set aside in this call: another worker's write in flight
 
     def __repr__(self) -> str:
         return f"TrytonSink(tenant={self.tenant!r}, client={self.client!r})"
@@ -149,6 +150,12 @@ class TrytonSink:
                 raise SinkRowError(f"Tryton refused the record: {_tryton_message(exc)}") from None
         if refused:
             raise SinkRowError(f"Tryton refused the record: {refused[0]}")
+        if self._busy:
+            busy, self._busy = self._busy, 0
+            raise SinkError(
+                f"{busy} record(s) are being written into Tryton by another worker",
+                hint="they are retried later; the rest of the batch was written",
+            )
         return written
 
     def close(self) -> None:
@@ -232,6 +239,25 @@ class TrytonSink:
                 for intent in s.execute(stmt.order_by(Intent.id)).scalars():  # type: ignore[arg-type]
                     out[intent.erp_key] = intent  # the newest wins
         return out
+
+    def _live(self, intent: Intent | None) -> bool:
+        """Another writer's create in flight: an intent still pending and recent."""
+        if intent is None or intent.state != "pending":
+            return False
+        stamp = intent.updated_at
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        return (utcnow() - stamp).total_seconds() < float(self.options.claim_seconds)
+
+    def _set_aside(self, works: list[_Work], intents: Mapping[str, Intent]) -> list[_Work]:
+        """Leave the records another worker is writing right now to it (retried later)."""
+        mine = []
+        for w in works:
+            if self._live(intents.get(self._intent_key(w))):
+                self._busy += 1
+            else:
+                mine.append(w)
+        return mine
 
     def _maybe_sent(self, intent: Intent | None) -> bool:
         if intent is None or intent.state in ("done", "abandoned"):
@@ -567,6 +593,7 @@ class TrytonSink:
         model = "stock.shipment.internal"
         module = self.module_installed()
         intents = self._intents(stream, [w.row for w in works])
+        works = self._set_aside(works, intents)
         for w in works:
             intent = intents.get(self._intent_key(w))
             if intent is not None and intent.state in ("pending", "unknown"):
@@ -718,6 +745,7 @@ class TrytonSink:
             return 0
         module = self.module_installed()
         intents = self._intents("receipts", [w.row for w in works])
+        works = self._set_aside(works, intents)
         for w in works:
             intent = intents.get(self._intent_key(w))
             if intent is not None and intent.state in ("pending", "unknown"):
@@ -970,6 +998,9 @@ class TrytonSink:
                 continue
             w = _Work("z_reports", row, self._key("z_reports", row), {})
             intent = intents.get(self._erp_key(row))
+            if self._live(intent):
+                self._busy += 1
+                continue
             session_id: int | None = None
             if self._maybe_sent(intent) and intent is not None:
                 w.intent_id = intent.id if intent.state in ("pending", "unknown") else None

@@ -29,7 +29,9 @@ from sync.sinks.base import InboundRow
 from sync.sinks.tryton import TrytonSink
 from sync.state.store import StateStore
 
-BY_CODE = TrytonSinkSettings(ppe_product_key="code")  # rows name the variant by its code
+# rows name the variant by its code; a crash's open intents are recovered at once (not after 5 min)
+BY_CODE = TrytonSinkSettings(ppe_product_key="code", claim_seconds=0)
+AT_ONCE = TrytonSinkSettings(claim_seconds=0)
 
 HERE = Path(__file__).resolve().parent
 
@@ -282,7 +284,7 @@ def test_receipts_server_killed_between_create_and_answer(
     handle.restart()
     c2 = client(handle, "kasa")
     assert c2.search_count("sale.point.sale", []) == 10  # landed before the crash, answer lost
-    sink = TrytonSink(c2, tenant="t-pos", store=store)
+    sink = TrytonSink(c2, tenant="t-pos", store=store, options=AT_ONCE)
     written, refused = write_units(sink, units)
     assert refused == [] and written > 0
     assert c2.rpc_counts["model.sale.point.sale.create"] == 0
@@ -298,11 +300,8 @@ sys.path.insert(0, sys.argv[1])
 import httpx
 from test_tryton_sink import BY_CODE, KillOn, withdrawal, receipt_unit, client_from
 from sync.engine.inbound import write_units
-from sync.settings import TrytonSinkSettings
 from sync.sinks.tryton import TrytonSink
 from sync.state.store import StateStore
-
-BY_CODE = TrytonSinkSettings(ppe_product_key="code")  # rows name the variant by its code
 url, db, login, password, state, kind = sys.argv[2:8]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 method = "model.stock.shipment.internal.wait" if kind == "withdrawals" else "model.sale.point.sale.process"
@@ -377,10 +376,27 @@ def test_worker_killed_mid_batch_receipts(tryton_fresh: Any, tmp_path: Path) -> 
     assert {s["state"] for s in c.search_read("sale.point.sale", [], ["state"])} == {
         "done"
     }  # processed, not posted
-    sink = TrytonSink(c, tenant="t-worker", store=StateStore(state))
+    sink = TrytonSink(c, tenant="t-worker", store=StateStore(state), options=AT_ONCE)
     _, refused = write_units(sink, [receipt_unit(i, products[: 1 + i % 2]) for i in range(6)])
     assert refused == []
     assert c.rpc_counts["model.sale.point.sale.create"] == 0
     sales = c.search_read("sale.point.sale", [], ["state"])
     assert len(sales) == 6 and {s["state"] for s in sales} == {"posted"}
+    c.close()
+
+
+def test_a_record_another_worker_is_writing_is_left_to_it(tryton: Any, store: StateStore) -> None:
+    """A fresh open intent is a live claim: the record is neither looked up nor resent now."""
+    from sync.errors import SinkError
+
+    busy, free = withdrawal(700), withdrawal(701)
+    store.open_intents_many("t-claim", "tryton", "sink.withdrawals", [("smartepi:w-700", {}, busy.chash)])
+    c = client(tryton, "epi")
+    sink = TrytonSink(c, tenant="t-claim", store=store, options=TrytonSinkSettings(ppe_product_key="code"))
+    with pytest.raises(SinkError, match="another worker"):
+        sink.write("withdrawals", [busy, free])
+    assert [r["reference"].split("|")[0] for r in shipments(c, "erpsync:t-claim:")] == [
+        "erpsync:t-claim:withdrawals:w-701"
+    ]
+    assert sink.write("withdrawals", [free]) == 0  # landed and marked despite the error
     c.close()
