@@ -30,7 +30,8 @@ def plan_command(
 ) -> None:
     """Compute what apply would do, without writing to the platforms.
 
-    Exit codes: 0 no changes, 2 changes present, 1 error.
+    Rows held back (quarantined, or rejected earlier and waiting) are listed by rule with
+    what to do. Exit codes: 0 nothing to write, 2 changes present, 1 error.
     """
     from sync.engine.api import Engine
     from sync.report import render_plan_html, render_plan_json, render_plan_terminal
@@ -69,7 +70,9 @@ def why_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Explain one record: binding, base, remote, last action, quarantine, intents."""
+    """Explain one record: its ERP row and the column behind each field, the values in the ERP,
+    last agreed and on the platform, its children, the last run's outcome, quarantine, open
+    intents and what the next apply does. Exit 1 when neither the ERP nor erpsync knows KEY."""
     from sync.engine.explain import explain
 
     settings = settings_or_exit(config)
