@@ -65,6 +65,7 @@ class _Recorder:
         self.client = client
         self.calls: Counter[str] = Counter()
         self.largest: dict[str, int] = {}
+        self.ms: dict[str, float] = {}
 
     def install(self) -> Callable[[], None]:
         originals = {name: getattr(self.client, name) for name in ("search_read", "read", "search", "model")}
@@ -73,9 +74,11 @@ class _Recorder:
             fn = originals[name]
 
             def call(model: str, *args: Any, **kw: Any) -> Any:
+                started = time.perf_counter()
                 result = fn(model, *args, **kw)
                 label = f"{model}.{name}" if name != "model" else f"{model}.{args[0]}"
                 self.calls[label] += 1
+                self.ms[label] = self.ms.get(label, 0.0) + (time.perf_counter() - started) * 1000
                 if isinstance(result, list):
                     self.largest[label] = max(self.largest.get(label, 0), len(result))
                 return result
@@ -142,6 +145,7 @@ def fast_detection(
         watermark = src.max_updated_at("employees")
         assert watermark is not None
         time.sleep(1.1)  # the server's Date header has whole seconds
+        assert list(src.read("employees", since=watermark)) == []  # the service polls warm
         employees = admin.search_read(
             "company.employee",
             [],
@@ -177,17 +181,21 @@ def fast_detection(
             changed.append(emp["id"])
         rec = _Recorder(src.client)
         undo = rec.install()
+        before = Counter(src.client.rpc_counts)
         started = time.perf_counter()
         rows = list(src.read("employees", since=watermark))
         took = time.perf_counter() - started
         undo()
+        calls = Counter(src.client.rpc_counts)
+        calls.subtract(before)
         found = sorted(int(r["id"]) for r in rows)
         return {
             "changed": len(changed),
             "rows": len(rows),
             "found_all": found == sorted(changed),
-            "calls": sum(rec.calls.values()),
-            "per_call": dict(rec.calls),
+            "calls": sum(calls.values()),
+            "per_call": {k: v for k, v in calls.items() if v},
+            "ms_by_call": {k: round(v, 1) for k, v in rec.ms.items()},
             "largest_answer_rows": max(rec.largest.values(), default=0),
             "ms": round(took * 1000, 1),
             "target_ms": FAST_TARGET_MS,

@@ -190,11 +190,13 @@ def test_an_email_edited_alone_is_found_by_the_change_poll(
         assert rows[0]["email"] == "new.address@metalurgica-exemplo.com.br"
         assert rows[0]["_changed_at"] > watermark  # the server's clock, not ours
         # No call reads unchanged employees: one OR-poll per model (employee with its party,
-        # identifiers, mechanisms, categories; analytic rules), then the hit re-read with its rule.
+        # identifiers, mechanisms, categories; analytic rules; their entries, kept through a
+        # reference field, polled on their own), then the hit re-read with its rule.
         reads = {m: n for m, n in src.client.rpc_counts.items() if "search_read" in m}
         assert reads == {
             "model.company.employee.search_read": 2,
             "model.analytic_account.rule.search_read": 2,
+            "model.analytic.account.entry.search_read": 1,
         }
         # The next poll of the same chain emits nothing new.
         assert list(src.read("employees", since=rows[0]["_changed_at"])) == []
