@@ -76,6 +76,8 @@ def apply_command(
     from sync.engine.api import Engine
     from sync.report import render_plan_terminal, render_run_html, render_run_terminal
 
+    if plan_file is None and not yes and as_json:  # the question would break the JSON output
+        raise fail(ErpsyncError("apply --json asks nothing: pass --yes as well, or a plan file"))
     if plan_file is None and not yes and not _interactive():
         raise fail(
             ErpsyncError(

@@ -85,3 +85,12 @@ def test_yes_and_a_plan_file_never_ask(pg: Playground, tmp_path: Path) -> None:
     result = _cli(pg, "apply", "-y", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "ok"
+
+
+def test_json_output_needs_yes_or_a_plan_file_even_on_a_terminal(
+    pg: Playground, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply_cli, "_interactive", lambda: True)
+    result = _cli(pg, "apply", "--json", stdin="y\n")
+    assert result.exit_code == 1 and "--yes" in result.stderr and result.stdout == ""
+    assert _runs(pg) == 0
