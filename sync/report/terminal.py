@@ -125,6 +125,11 @@ def _print_by_rule(console: Console, title: str, groups: Counter[tuple[str, str,
     console.print(table)
 
 
+def _short(text: str, width: int = 32) -> str:
+    """A value cut to ``width`` characters on the terminal (--json and HTML show it whole)."""
+    return text if len(text) <= width else f"{text[: width - 1]}… ({len(text)} chars)"
+
+
 def _print_quarantine(console: Console, plan: Plan) -> None:
     if not plan.quarantine:
         return
@@ -143,7 +148,7 @@ def _print_quarantine(console: Console, plan: Plan) -> None:
             q.erp_key,
             q.field or "",
             q.column or "",
-            "" if q.value is None else q.value,
+            "" if q.value is None else _short(q.value),
             q.rule,
             scrub(q.message),
         )
