@@ -31,9 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-
 from sync.core.normalize import content_hash
 from sync.core.records import Platform, QuarantineEntry
 from sync.engine.inbound_fields import (
@@ -353,30 +350,11 @@ def inbox_insert(
 ) -> int | None:
     """Insert one inbound event in its own transaction; its row id, or None for a duplicate.
 
-    A Core ``INSERT … RETURNING`` rather than an ORM session: this is the webhook hot path.
     Non-finite numbers are stored as text (``json_safe``): PostgreSQL's JSON refuses them.
     """
-    table = InboundEvent.__table__  # type: ignore[attr-defined]
-    stmt = (
-        insert(table)
-        .values(
-            tenant=tenant,
-            platform=platform,
-            event_id=event_id,
-            type=type_,
-            payload=json_safe(payload),
-            status=status,
-            attempts=0,
-            error=error,
-            received_at=utcnow(),
-        )
-        .returning(table.c.id)
+    return store.inbox_insert(
+        tenant, platform, event_id, type_, json_safe(payload), status=status, error=error
     )
-    try:
-        with store.engine.begin() as conn:
-            return int(conn.execute(stmt).scalar_one())
-    except IntegrityError:
-        return None
 
 
 def _load(
@@ -384,22 +362,7 @@ def _load(
 ) -> list[InboundEvent]:
     if event_ids is None:
         return store.inbox_due(tenant, now=now, limit=limit)
-    if not event_ids:
-        return []
-    out: list[InboundEvent] = []
-    with store.session() as s:
-        for i in range(0, len(event_ids), 500):
-            stmt = (
-                select(InboundEvent)
-                .where(
-                    InboundEvent.tenant == tenant,  # type: ignore[arg-type]
-                    InboundEvent.id.in_(list(event_ids[i : i + 500])),  # type: ignore[union-attr]
-                    InboundEvent.status.in_(("pending", "waiting")),  # type: ignore[attr-defined]
-                )
-                .order_by(InboundEvent.id)  # type: ignore[arg-type]
-            )
-            out.extend(s.execute(stmt).scalars())
-    return out
+    return store.inbox_load(tenant, event_ids)
 
 
 # --- isolated writes -----------------------------------------------------------------

@@ -1,25 +1,142 @@
 """The webhook inbox, pull cursors, inbound record markers (which inbound record versions the
-ERP sink holds) and adopted remote edits."""
+ERP sink holds) and adopted remote edits.
+
+A marker is ``(tenant, platform, stream, remote_id) → content hash``. A row whose hash is
+already marked is skipped (a duplicate webhook, a pull overlapping a webhook, a replay after
+a crash); a row with a new hash is a new version (a stock count that changed) and is written
+again. The module-level marker functions work inside a given session; sinks use them through
+``StateStore`` (``inbound_unwritten``, ``inbound_mark_delivered``, and ``inbound_mark`` inside
+``transaction()`` where a sink commits its own bookkeeping with the markers).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from sync.errors import utcnow
 from sync.state.models import AdoptedEdit, Cursor, InboundEvent, InboundRecord
-from sync.state.repos._base import StoreBase, iter_chunks
+from sync.state.repos._base import StoreBase, iter_chunks, row_id
+
+_CHUNK = 500
+# The table, not the model: plain Core statements, no ORM bookkeeping on the hot path.
+_MARKERS = SQLModel.metadata.tables[InboundRecord.__tablename__]
+
+
+class MarkedRow(Protocol):
+    """What a marker needs of an inbound row (``sync.sinks.base.InboundRow``)."""
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def remote_id(self) -> str: ...
+
+    @property
+    def chash(self) -> str: ...
+
+
+R = TypeVar("R", bound=MarkedRow)
+
+
+def marked(
+    session: Session, tenant: str, platform: str, stream: str, ids: Sequence[str]
+) -> dict[str, InboundRecord]:
+    """The markers of ``ids`` (remote id → row)."""
+    out: dict[str, InboundRecord] = {}
+    unique = sorted(set(ids))
+    for i in range(0, len(unique), _CHUNK):
+        stmt = select(InboundRecord).where(
+            col(InboundRecord.tenant) == tenant,
+            col(InboundRecord.platform) == platform,
+            col(InboundRecord.stream) == stream,
+            col(InboundRecord.remote_id).in_(unique[i : i + _CHUNK]),
+        )
+        for row in session.exec(stmt):
+            out[row.remote_id] = row
+    return out
+
+
+def unwritten(
+    session: Session, tenant: str, stream: str, rows: Sequence[R]
+) -> tuple[list[R], dict[str, InboundRecord]]:
+    """Rows whose current version is not marked yet, plus the markers found (to update in place)."""
+    by_platform: dict[str, list[R]] = {}
+    for row in rows:
+        by_platform.setdefault(row.platform, []).append(row)
+    todo: list[R] = []
+    found: dict[str, InboundRecord] = {}
+    for platform, group in by_platform.items():
+        existing = marked(session, tenant, platform, stream, [r.remote_id for r in group])
+        for row in group:
+            marker = existing.get(row.remote_id)
+            if marker is None or marker.content_hash != row.chash:
+                todo.append(row)
+                if marker is not None:
+                    found[f"{platform}\x00{row.remote_id}"] = marker
+    return todo, found
+
+
+def found_for(
+    session: Session, tenant: str, stream: str, rows: Sequence[MarkedRow]
+) -> dict[str, InboundRecord]:
+    """The existing markers of ``rows``, keyed as ``mark`` expects."""
+    out: dict[str, InboundRecord] = {}
+    for platform in {r.platform for r in rows}:
+        ids = [r.remote_id for r in rows if r.platform == platform]
+        for remote_id, marker in marked(session, tenant, platform, stream, ids).items():
+            out[f"{platform}\x00{remote_id}"] = marker
+    return out
+
+
+def mark(
+    session: Session,
+    tenant: str,
+    stream: str,
+    rows: Sequence[MarkedRow],
+    found: Mapping[str, InboundRecord],
+) -> None:
+    """Insert or update the markers of written rows (the caller commits); Core statements: hot path."""
+    now = utcnow()
+    new = []
+    for row in rows:
+        marker = found.get(f"{row.platform}\x00{row.remote_id}")
+        if marker is None:
+            new.append(
+                {
+                    "tenant": tenant,
+                    "platform": row.platform,
+                    "stream": stream,
+                    "remote_id": row.remote_id,
+                    "content_hash": row.chash,
+                    "delivered_at": now,
+                }
+            )
+        else:
+            session.exec(
+                update(_MARKERS)
+                .where(_MARKERS.c.id == marker.id)
+                .values(content_hash=row.chash, delivered_at=now)
+            )
+    if new:
+        session.exec(insert(_MARKERS), params=new)
 
 
 class InboxRepo(StoreBase):
     """The webhook inbox, pull cursors, inbound record markers and adopted remote edits."""
 
-    def get_cursor(self, tenant: str, platform: str, stream: str) -> str | None:
+    def get_cursor(
+        self, tenant: str, platform: str, stream: str, *, session: Session | None = None
+    ) -> str | None:
+        if session is not None:  # inside the caller's transaction (see ``transaction``)
+            found = session.get(Cursor, (tenant, platform, stream))
+            return found.value if found else None
         with self.session() as s:
             row = s.get(Cursor, (tenant, platform, stream))
             return row.value if row else None
@@ -41,6 +158,63 @@ class InboxRepo(StoreBase):
         finally:
             if own:
                 s.close()
+
+    def inbox_insert(
+        self,
+        tenant: str,
+        platform: str,
+        event_id: str,
+        type_: str,
+        payload: Mapping[str, Any],
+        *,
+        status: str = "pending",
+        error: str | None = None,
+    ) -> int | None:
+        """Insert one inbound event in its own transaction; its row id, or None for a duplicate.
+
+        A Core ``INSERT … RETURNING`` on a connection of its own (never the pinned one) rather
+        than an ORM session: this is the webhook hot path. ``payload`` must be JSON-safe
+        (``sync.engine.inbound_fields.json_safe``): PostgreSQL's JSON refuses non-finite numbers.
+        """
+        stmt = (
+            insert(InboundEvent)
+            .values(
+                tenant=tenant,
+                platform=platform,
+                event_id=event_id,
+                type=type_,
+                payload=payload,
+                status=status,
+                attempts=0,
+                error=error,
+                received_at=utcnow(),
+            )
+            .returning(col(InboundEvent.id))
+        )
+        try:
+            with self.engine.begin() as conn:
+                return row_id(conn.execute(stmt).scalar_one())
+        except IntegrityError:
+            return None
+
+    def inbox_load(self, tenant: str, event_ids: Sequence[int]) -> list[InboundEvent]:
+        """The rows of ``event_ids`` of ``tenant`` that still wait to be applied (``pending``/``waiting``)."""
+        out: list[InboundEvent] = []
+        if not event_ids:
+            return out
+        with self.session() as s:
+            for chunk in iter_chunks(event_ids, _CHUNK):
+                stmt = (
+                    select(InboundEvent)
+                    .where(
+                        col(InboundEvent.tenant) == tenant,
+                        col(InboundEvent.id).in_(chunk),
+                        col(InboundEvent.status).in_(("pending", "waiting")),
+                    )
+                    .order_by(col(InboundEvent.id))
+                )
+                out.extend(s.exec(stmt))
+        return out
 
     def inbox_add(
         self, tenant: str, platform: str, event_id: str, type_: str, payload: Mapping[str, Any]
@@ -221,6 +395,66 @@ class InboxRepo(StoreBase):
                 )
                 out.update(r for (r,) in conn.execute(stmt))
         return out
+
+    # --- inbound record markers (see the module docstring) -----------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A state session whose writes commit together at the end of the block (rolled back
+        on an error), for a sink whose own bookkeeping in the state store must commit
+        atomically with its markers: the JSONL sink's file offset (a cursor) and the markers
+        of the lines it appended, so a crash leaves neither or both. Only store methods that
+        take ``session=`` write through it; nothing outside ``sync.state`` writes the tables."""
+        with self.session() as s:
+            yield s
+            s.commit()
+
+    def inbound_marked(
+        self, tenant: str, platform: str, stream: str, ids: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, InboundRecord]:
+        """The markers of ``ids`` (remote id → row)."""
+        if session is not None:
+            return marked(session, tenant, platform, stream, ids)
+        with self.session() as s:
+            return marked(s, tenant, platform, stream, ids)
+
+    def inbound_unwritten(
+        self, tenant: str, stream: str, rows: Sequence[R], *, session: Session | None = None
+    ) -> tuple[list[R], dict[str, InboundRecord]]:
+        """Rows whose current version is not marked yet, plus the markers found (for ``inbound_mark``)."""
+        if session is not None:
+            return unwritten(session, tenant, stream, rows)
+        with self.session() as s:
+            return unwritten(s, tenant, stream, rows)
+
+    def inbound_mark(
+        self,
+        tenant: str,
+        stream: str,
+        rows: Sequence[MarkedRow],
+        found: Mapping[str, InboundRecord],
+        *,
+        session: Session,
+    ) -> None:
+        """Mark written rows inside the caller's ``transaction()`` (it commits)."""
+        mark(session, tenant, stream, rows, found)
+
+    def inbound_mark_delivered(
+        self, tenant: str, todo: Mapping[str, Sequence[MarkedRow]], *, attempts: int = 3
+    ) -> bool:
+        """Mark rows a sink delivered, per stream, in one transaction of their own; the markers
+        are re-read first (a concurrent writer may have added some meanwhile). False when a
+        concurrent insert still collided after ``attempts`` tries."""
+        for _ in range(attempts):
+            with self.session() as s:
+                for stream, rows in todo.items():
+                    mark(s, tenant, stream, rows, found_for(s, tenant, stream, rows))
+                try:
+                    s.commit()
+                    return True
+                except IntegrityError:
+                    s.rollback()
+        return False
 
     def mark_inbound(
         self, session: Session, tenant: str, platform: str, stream: str, records: Iterable[tuple[str, str]]
