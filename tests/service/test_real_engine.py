@@ -22,6 +22,7 @@ What is checked, as the issue asks:
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import uuid
 from collections import Counter
@@ -125,8 +126,10 @@ def test_events_posted_to_erp_events_reach_the_sandbox(
     assert not any("Evento" in e["name"] for e in svc.epi_records("employees", svc.tenant_b))  # type: ignore[attr-defined]
 
 
-def _burst(http: TestClient, svc: RealService, key: str, n: int = 100) -> None:
+def _burst(http: TestClient, svc: RealService, key: str, n: int = 100) -> float:
+    """Post ``n`` events for one key; returns how long the burst took (seconds)."""
     token = svc.event_token(svc.tenant)
+    began = time.monotonic()
     for _ in range(n):  # 100 events over about 1 s: inside the 2 s throttle window
         r = http.post(
             "/erp/events",
@@ -135,6 +138,7 @@ def _burst(http: TestClient, svc: RealService, key: str, n: int = 100) -> None:
         )
         assert r.status_code == 202, r.text
         time.sleep(0.01)
+    return time.monotonic() - began
 
 
 def test_100_events_for_one_key_within_the_window_give_one_write(
@@ -149,14 +153,17 @@ def test_100_events_for_one_key_within_the_window_give_one_write(
     posts, writes = svc.epi_writes("/v1/employees"), svc.epi_writes("/v1/")
 
     # A create (a non-idempotent POST): one POST for 100 events.
-    _burst(http, svc, key)
+    took = _burst(http, svc, key)
     assert wait_until(lambda: drained(svc, svc.tenant, key), 30, interval=0.1)
     created = [e for e in svc.epi_records("employees") if e["name"] == name]
     assert len(created) == 1 and created[0]["_version"] == 1
     assert svc.epi_writes("/v1/employees") - posts == 1
     assert svc.epi_writes("/v1/") - writes == 1  # nothing else was written either
     syncs = len(svc.runs(svc.tenant, "sync_keys")) - runs_before
-    assert 1 <= syncs <= 2  # the leading sync and at most one follow-up
+    # The leading sync and at most one follow-up per throttle window the burst spanned (one
+    # window when it took about 1 s; a loaded machine can stretch 100 posts past it).
+    window = svc.settings().celery.debounce_seconds
+    assert 1 <= syncs <= 1 + max(1, math.ceil(took / window)), (syncs, took)
 
     # An update: one PUT for 100 events, the record's version moves by exactly one.
     svc.erp_update_names([key], " Atualizada")
