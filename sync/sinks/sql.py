@@ -150,7 +150,7 @@ class SqlSink:
         self.tenant = tenant
         self.store = store
         self.prefix = prefix
-        self.engine = engine or get_engine(url)
+        self.engine = engine or get_engine(url, private=False)  # the ERP's file: not ours to chmod
         self.existing = dict(tables or {})
         for stream in self.existing:
             check_stream(stream)

@@ -76,10 +76,14 @@ def _tighten(path: Path) -> None:
     log.info("tightened %s from %o to %o (it holds session tokens and payloads)", path, mode, mode & 0o700)
 
 
-def make_engine(url: str) -> Engine:
-    """A new engine for ``url`` (see ``_make_engine``); a URL no dialect takes is a StateError."""
+def make_engine(url: str, *, private: bool = True) -> Engine:
+    """A new engine for ``url`` (see ``_make_engine``); a URL no dialect takes is a StateError.
+
+    ``private``: a SQLite file is created owner-only or tightened (the state store holds
+    session tokens). False for a database erpsync does not own (the ERP's, as a sink): its
+    permissions are the ERP's business."""
     try:
-        return _make_engine(url)
+        return _make_engine(url, private)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         scheme = url.split("://", 1)[0] if "://" in url else url[:20]
         why = "its driver is not installed" if isinstance(exc, ImportError) else "not a database URL"
@@ -89,15 +93,16 @@ def make_engine(url: str) -> Engine:
         ) from None
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, private: bool = True) -> Engine:
     """A new engine for ``url`` with the dialect settings above.
 
     ``hide_parameters``: a database error must not print the values it was writing, and
     some are secrets (SmartKasa session tokens in ``platform_tokens``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            private_file(Path(parsed.database))
+        database = parsed.database
+        if private and database and database != ":memory:" and not database.startswith("file:"):
+            private_file(Path(database))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
         )
@@ -108,12 +113,12 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
 
 
-def get_engine(url: str) -> Engine:
-    """One shared engine per URL and process."""
+def get_engine(url: str, *, private: bool = True) -> Engine:
+    """One shared engine per URL and process (``private``: see ``make_engine``)."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _engines[url] = make_engine(url)
+            engine = _engines[url] = make_engine(url, private=private)
         return engine
 
 

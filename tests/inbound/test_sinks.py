@@ -186,3 +186,21 @@ def test_open_sink(tmp_path: Path, store: StateStore, tenant_id: str) -> None:
     assert "password" not in repr(
         SqlSink("postgresql+psycopg://u:password@127.0.0.1/x", tenant="t", store=store)
     )
+
+
+def test_the_sql_sink_leaves_the_erp_database_file_mode_alone(
+    store: StateStore, tenant_id: str, tmp_path: Path
+) -> None:
+    """The state store's file is made owner-only (it holds tokens); the ERP's database is
+    the ERP's: a sink writing into it must not change who can read it."""
+    import os
+    import stat
+
+    erp = tmp_path / "erp-shared.db"
+    create_engine(f"sqlite:///{erp}").dispose()
+    erp.touch()
+    os.chmod(erp, 0o664)
+    sink = SqlSink(f"sqlite:///{erp}", tenant=tenant_id, store=store, prefix="mode_")
+    sink.ensure_tables()
+    assert sink.write("withdrawals", [row("w-mode-1")]) == 1
+    assert stat.S_IMODE(erp.stat().st_mode) == 0o664
