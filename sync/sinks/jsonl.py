@@ -32,9 +32,7 @@ from typing import Any
 from sqlmodel import Session
 
 from sync.errors import SinkError, utcnow
-from sync.sinks import markers
 from sync.sinks.base import InboundRow, SinkRowError, check_stream, dedupe
-from sync.state.models import Cursor
 from sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -83,8 +81,10 @@ class JsonlSink:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def _committed(self, session: Session, stream: str) -> Cursor | None:
-        return session.get(Cursor, (_OFFSET_TENANT, _OFFSET_PLATFORM, self._key(stream)))
+    def _committed(self, session: Session, stream: str) -> int | None:
+        """The committed length of the stream's file (its offset cursor), if it has one."""
+        value = self.store.get_cursor(_OFFSET_TENANT, _OFFSET_PLATFORM, self._key(stream), session=session)
+        return None if value is None else int(value)
 
     def _cut_tail(self, stream: str, committed: int) -> None:
         path = self.path(stream)
@@ -99,11 +99,11 @@ class JsonlSink:
 
     def recover(self) -> None:
         """Cut uncommitted tails of every known stream file (after a crash)."""
-        with self._locked(), self.store.session() as s:
+        with self._locked(), self.store.transaction() as s:
             for path in self.directory.glob("*.jsonl"):
-                row = self._committed(s, path.stem)
-                if row is not None:
-                    self._cut_tail(path.stem, int(row.value))
+                committed = self._committed(s, path.stem)
+                if committed is not None:
+                    self._cut_tail(path.stem, committed)
 
     def write(self, stream: str, records: Sequence[InboundRow]) -> int:
         return self.write_many({stream: records})
@@ -112,10 +112,10 @@ class JsonlSink:
         for stream in batches:
             check_stream(stream)
         written = 0
-        with self._locked(), self.store.session() as s:
+        with self._locked(), self.store.transaction() as s:
             todo: dict[str, tuple[list[InboundRow], dict[str, Any]]] = {}
             for stream, rows in batches.items():
-                fresh, found = markers.unwritten(s, self.tenant, stream, dedupe(rows))
+                fresh, found = self.store.inbound_unwritten(self.tenant, stream, dedupe(rows), session=s)
                 if fresh:
                     todo[stream] = (fresh, found)
             if not todo:
@@ -123,24 +123,17 @@ class JsonlSink:
             now = utcnow().isoformat()
             for stream, (rows, found) in todo.items():
                 offset = self._append(s, stream, rows, now)
-                key = self._key(stream)
-                cursor = self._committed(s, stream)
-                if cursor is None:
-                    cursor = Cursor(
-                        tenant=_OFFSET_TENANT, platform=_OFFSET_PLATFORM, stream=key, value=str(offset)
-                    )
-                else:
-                    cursor.value, cursor.updated_at = str(offset), utcnow()
-                s.add(cursor)
-                markers.mark(s, self.tenant, stream, rows, found)
+                # the new offset and the markers commit together (``transaction`` ends the block)
+                self.store.set_cursor(
+                    _OFFSET_TENANT, _OFFSET_PLATFORM, self._key(stream), str(offset), session=s
+                )
+                self.store.inbound_mark(self.tenant, stream, rows, found, session=s)
                 written += len(rows)
-            s.commit()
         return written
 
     def _append(self, session: Session, stream: str, rows: Sequence[InboundRow], now: str) -> int:
         path = self.path(stream)
-        cursor = self._committed(session, stream)
-        committed = int(cursor.value) if cursor is not None else 0
+        committed = self._committed(session, stream) or 0
         size = path.stat().st_size if path.exists() else 0
         if size < committed:
             log.warning("%s is shorter than its committed length (rotated?); appending at its end", path)

@@ -55,7 +55,6 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from sync.errors import ConfigError, SinkError, utcnow
 from sync.redact import scrub
-from sync.sinks import markers
 from sync.sinks.base import (
     KEY_COLUMNS,
     STREAMS,
@@ -262,11 +261,10 @@ class SqlSink:
         for stream in batches:
             check_stream(stream)
         todo: dict[str, list[InboundRow]] = {}
-        with self.store.session() as s:
-            for stream, rows in batches.items():
-                fresh, _ = markers.unwritten(s, self.tenant, stream, dedupe(rows))
-                if fresh:
-                    todo[stream] = fresh
+        for stream, rows in batches.items():
+            fresh, _ = self.store.inbound_unwritten(self.tenant, stream, dedupe(rows))
+            if fresh:
+                todo[stream] = fresh
         if not todo:
             return 0
         try:
@@ -289,20 +287,8 @@ class SqlSink:
         return sum(len(rows) for rows in todo.values())
 
     def _mark(self, todo: Mapping[str, Sequence[InboundRow]]) -> None:
-        for attempt in range(3):
-            with self.store.session() as s:
-                for stream, rows in todo.items():
-                    # re-read the markers: a concurrent writer may have added some meanwhile
-                    markers.mark(
-                        s, self.tenant, stream, rows, markers.found_for(s, self.tenant, stream, rows)
-                    )
-                try:
-                    s.commit()
-                    return
-                except IntegrityError:
-                    s.rollback()
-                    if attempt == 2:
-                        raise SinkError("could not record the delivered rows in the state store") from None
+        if not self.store.inbound_mark_delivered(self.tenant, todo):
+            raise SinkError("could not record the delivered rows in the state store")
 
     def _payload(self, row: InboundRow) -> str:
         return json.dumps(

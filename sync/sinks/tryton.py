@@ -41,13 +41,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from sync.clients.tryton.errors import TrytonBusy, TrytonUserError, batch_too_large
 from sync.errors import ConfigError, ErpsyncError, SinkError, utcnow
 from sync.redact import scrub
-from sync.sinks import markers
 from sync.sinks.base import InboundRow, SinkRowError, check_stream, dedupe
 from sync.state.models import Intent
 from sync.state.store import StateStore
@@ -178,21 +174,21 @@ class TrytonSink:
         its content changed (it is absolute). A row whose intent is ``done`` landed before the
         marker was written: it is marked now and skipped."""
         todo: dict[str, list[InboundRow]] = {}
-        with self.store.session() as s:
-            for stream, rows in batches.items():
-                rows = dedupe(rows)
-                if stream == "stock" or stream in ("receipt_items", "payments"):
-                    fresh, _ = markers.unwritten(s, self.tenant, stream, rows)
-                else:
-                    by_platform: dict[str, list[InboundRow]] = {}
-                    for row in rows:
-                        by_platform.setdefault(row.platform, []).append(row)
-                    fresh = []
-                    for platform, group in by_platform.items():
-                        have = markers.marked(s, self.tenant, platform, stream, [r.remote_id for r in group])
-                        fresh.extend(r for r in group if r.remote_id not in have)
-                if fresh:
-                    todo[stream] = fresh
+        for stream, rows in batches.items():
+            rows = dedupe(rows)
+            if stream == "stock" or stream in ("receipt_items", "payments"):
+                fresh, _ = self.store.inbound_unwritten(self.tenant, stream, rows)
+            else:
+                by_platform: dict[str, list[InboundRow]] = {}
+                for row in rows:
+                    by_platform.setdefault(row.platform, []).append(row)
+                fresh = []
+                for platform, group in by_platform.items():
+                    remote_ids = [r.remote_id for r in group]
+                    have = self.store.inbound_marked(self.tenant, platform, stream, remote_ids)
+                    fresh.extend(r for r in group if r.remote_id not in have)
+            if fresh:
+                todo[stream] = fresh
         landed: dict[str, list[InboundRow]] = {}
         for stream, rows in list(todo.items()):
             if stream in ("receipt_items", "payments") or stream in ACKNOWLEDGED:
@@ -224,20 +220,10 @@ class TrytonSink:
             base = self._erp_key(r)
             keys.extend([base, base + "/in", base + "/out"] if stream == "exchanges" else [base])
         out: dict[str, Intent] = {}
-        with self.store.session() as s:
-            for i in range(0, len(keys), 500):
-                stmt = select(
-                    Intent
-                ).where(
-                    Intent.tenant == self.tenant,  # type: ignore[arg-type]
-                    Intent.platform == PLATFORM,  # type: ignore[arg-type]
-                    Intent.entity == f"sink.{stream}",  # type: ignore[arg-type]
-                    Intent.erp_key.in_(keys[i : i + 500]),  # type: ignore[attr-defined]
-                )
-                if states:
-                    stmt = stmt.where(Intent.state.in_(list(states)))  # type: ignore[attr-defined]
-                for intent in s.execute(stmt.order_by(Intent.id)).scalars():  # type: ignore[arg-type]
-                    out[intent.erp_key] = intent  # the newest wins
+        for intent in self.store.intents_for_keys(
+            self.tenant, PLATFORM, f"sink.{stream}", keys, states=states
+        ):
+            out[intent.erp_key] = intent  # the newest wins
         return out
 
     def _live(self, intent: Intent | None) -> bool:
@@ -297,20 +283,8 @@ class TrytonSink:
         self.store.set_intents([w.intent_id for w in works if w.intent_id is not None], state, error=error)
 
     def _mark(self, todo: Mapping[str, Sequence[InboundRow]]) -> None:
-        for attempt in range(3):
-            with self.store.session() as s:
-                for stream, rows in todo.items():
-                    rows = dedupe(rows)
-                    markers.mark(
-                        s, self.tenant, stream, rows, markers.found_for(s, self.tenant, stream, rows)
-                    )
-                try:
-                    s.commit()
-                    return
-                except IntegrityError:
-                    s.rollback()
-                    if attempt == 2:
-                        raise SinkError("could not record the delivered rows in the state store") from None
+        if not self.store.inbound_mark_delivered(self.tenant, {k: dedupe(v) for k, v in todo.items()}):
+            raise SinkError("could not record the delivered rows in the state store")
 
     # --- Tryton helpers --------------------------------------------------------------
 
@@ -370,6 +344,18 @@ class TrytonSink:
     def _button(self, model: str, method: str, ids: list[int]) -> None:
         if ids:
             self._call_split(lambda part: self.client.model(model, method, part) or [], ids)
+
+    def _prefetch_locations(self, codes: Iterable[str]) -> None:
+        want = sorted({c for c in codes if c and c not in self._locations})
+        if not want:
+            return
+        rows = self.client.search_read(
+            "stock.location", [("code", "in", want)], ["code"], context={"active_test": False}
+        )
+        for code in want:
+            self._locations[code] = None
+        for r in rows:
+            self._locations[r["code"]] = int(r["id"])
 
     def _location(self, code: str) -> int | None:
         if code not in self._locations:
@@ -502,6 +488,13 @@ class TrytonSink:
         )
         self._resolve_cost_centers(
             str(r.fields["cost_center_key"]) for r in rows if r.fields.get("cost_center_key")
+        )
+        prefix = self.options.consumption_prefix
+        self._prefetch_locations(
+            [
+                *(f"{prefix}{code}" for code in self._cost_centers.values() if code),
+                *([self.options.default_consumption] if self.options.default_consumption else []),
+            ]
         )
         company = self.company()
         works: list[_Work] = []
@@ -963,15 +956,8 @@ class TrytonSink:
     def _claimed(self, stream: str, tryton_ids: Sequence[int]) -> set[int]:
         if not tryton_ids:
             return set()
-        with self.store.session() as s:
-            stmt = select(Intent.remote_id).where(  # type: ignore[call-overload]
-                Intent.tenant == self.tenant,  # type: ignore[arg-type]
-                Intent.platform == PLATFORM,  # type: ignore[arg-type]
-                Intent.entity == f"sink.{stream}",  # type: ignore[arg-type]
-                Intent.state == "done",  # type: ignore[arg-type]
-                Intent.remote_id.in_([str(i) for i in tryton_ids]),  # type: ignore[union-attr]
-            )
-            return {int(r) for r in s.execute(stmt).scalars() if r}
+        ids = [str(i) for i in tryton_ids]
+        return {int(r) for r in self.store.done_remote_ids(self.tenant, PLATFORM, f"sink.{stream}", ids)}
 
     def _finish_sales(self, works: list[_Work]) -> None:
         to_process = [w.tryton_id for w in works if w.extra.get("state", "open") == "open"]

@@ -154,12 +154,11 @@ def test_jsonl_failed_state_commit_leaves_no_line(
     tmp_path: Path, store: StateStore, tenant_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sink = JsonlSink(tmp_path, tenant=tenant_id, store=store)
-    from sync.sinks import markers
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("killed before commit")
 
-    monkeypatch.setattr(markers, "mark", boom)
+    monkeypatch.setattr(store, "inbound_mark", boom)
     with pytest.raises(RuntimeError):
         sink.write("withdrawals", [row("w-1")])
     monkeypatch.undo()

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from sync.core.normalize import content_hash
 from sync.errors import utcnow
 from sync.state.models import Intent
-from sync.state.repos._base import StoreBase, decode_value, encode_value, row_id
+from sync.state.repos._base import StoreBase, decode_value, encode_value, iter_chunks, row_id
 
 OPEN_INTENT_STATES = ("pending", "unknown")
 
@@ -147,6 +147,47 @@ class IntentsRepo(StoreBase):
             for row in rows:
                 row.natural_key = decode_value(row.natural_key)
             return rows
+
+    def intents_for_keys(
+        self,
+        tenant: str,
+        platform: str,
+        entity: str,
+        keys: Iterable[str],
+        *,
+        states: Iterable[str] | None = None,
+    ) -> list[Intent]:
+        """The intents of ``keys`` (any state, or only ``states``), oldest first per IN chunk."""
+        keys = list(keys)
+        wanted = None if states is None else list(states)
+        out: list[Intent] = []
+        with self.session() as s:
+            for chunk in iter_chunks(keys, 500):
+                stmt = select(Intent).where(
+                    col(Intent.tenant) == tenant,
+                    col(Intent.platform) == platform,
+                    col(Intent.entity) == entity,
+                    col(Intent.erp_key).in_(chunk),
+                )
+                if wanted:
+                    stmt = stmt.where(col(Intent.state).in_(wanted))
+                out.extend(s.exec(stmt.order_by(col(Intent.id))))
+        return out
+
+    def done_remote_ids(self, tenant: str, platform: str, entity: str, remote_ids: Iterable[str]) -> set[str]:
+        """Which of ``remote_ids`` a ``done`` intent of ``entity`` created."""
+        ids = list(remote_ids)
+        if not ids:
+            return set()
+        stmt = select(col(Intent.remote_id)).where(
+            col(Intent.tenant) == tenant,
+            col(Intent.platform) == platform,
+            col(Intent.entity) == entity,
+            col(Intent.state) == "done",
+            col(Intent.remote_id).in_(ids),
+        )
+        with self.session() as s:
+            return {r for r in s.exec(stmt) if r}
 
     def intent_counts(self, tenant: str) -> dict[str, int]:
         stmt = (
