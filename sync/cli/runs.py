@@ -120,10 +120,7 @@ def run_details(store: Any, run_id: int) -> dict[str, Any] | None:
 
 
 def _get_run(store: Any, run_id: int) -> Any:
-    from sync.state.models import Run
-
-    with store.session() as s:
-        return s.get(Run, run_id)
+    return store.get_run(run_id)
 
 
 class _Holder:

@@ -75,6 +75,11 @@ class RunsRepo(StoreBase):
                 stmt = stmt.where(col(Run.tenant) == tenant)
             return list(s.exec(stmt.order_by(col(Run.id).desc()).limit(limit)))
 
+    def get_run(self, run_id: int) -> Run | None:
+        """One run, without its items."""
+        with self.session() as s:
+            return s.get(Run, run_id)
+
     def run(self, run_id: int) -> tuple[Run | None, list[RunItem]]:
         with self.session() as s:
             run = s.get(Run, run_id)
