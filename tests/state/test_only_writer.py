@@ -59,7 +59,7 @@ def violations(source: str, name: str = "<snippet>") -> list[str]:
     """Every breach of the rules in the module docstring, as ``name:line: what``."""
     tree = ast.parse(source)
     out: list[str] = []
-    orm_names = set()  # Session / sessionmaker imported from sqlmodel or sqlalchemy
+    orm_names: set[str] = set()  # Session / sessionmaker imported from sqlmodel or sqlalchemy
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
             "sqlmodel",
