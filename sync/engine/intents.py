@@ -25,6 +25,7 @@ from sync.core.records import Platform, QuarantineEntry
 from sync.engine.adapters.base import PlatformAdapter, RawRemote
 from sync.engine.apply import ABSENT, UNSEARCHABLE, Several, held_reason, match_lookup
 from sync.engine.collect import remote_fields
+from sync.engine.registry import REGISTRY
 from sync.engine.runtime import TenantRuntime
 from sync.errors import ClientError, ConfigError, ErpsyncError
 from sync.observability import metrics
@@ -52,6 +53,8 @@ async def resolve_open_intents(
     groups: dict[tuple[str, str], list[Intent]] = {}
     for intent in store.open_intents(rt.tenant_id):
         assert intent.id is not None
+        if intent.platform not in REGISTRY:
+            continue  # an ERP sink's ledger (platform "tryton"): the sink settles its own
         policy = policies.get((intent.platform, intent.entity))
         adapter = adapters.get(intent.platform)
         if adapter is None and policy is not None:

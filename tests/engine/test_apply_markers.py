@@ -239,3 +239,17 @@ def test_created_records_that_cannot_be_told_apart_are_held_not_resent(
     second = engine.apply()
     assert len(_products(pg)) == 3  # never resent
     assert second.status == "partial"
+
+
+def test_an_erp_sinks_open_intents_are_left_to_the_sink(playground: MakePlayground) -> None:
+    """The Tryton sink keeps its own create ledger in the intents table (platform "tryton");
+    the apply's start-up resolution settles platform creates only, and must not mark the
+    sink's open entries failed (the sink's crash recovery looks them up in the ERP)."""
+    pg = playground("sink-ledger", employees=2, products_epi=1, products_kasa=1, seed=5)
+    engine = Engine(pg.settings())
+    store: StateStore = engine.store
+    tenant = engine.runtime(None).tenant_id
+    sink_intent = store.open_intent(tenant, "tryton", "withdrawals", "w-1", {"reference": "w-1"}, {"q": 1})
+    engine.apply()
+    (still,) = [i for i in store.open_intents(tenant) if i.id == sink_intent]
+    assert still.state == "pending"
