@@ -1,8 +1,12 @@
-"""Repository functions over the state tables: the only module that writes them.
+"""The state store's facade: ``StateStore``, the only writer of the state tables.
 
-Everything the engine, tasks and web app need from the state store goes through
+Everything the engine, sinks, tasks and web app need from the state store goes through
 ``StateStore``; each method is one short transaction, so a crash between two calls
-leaves the store consistent (the intent log makes the rest recoverable).
+leaves the store consistent (the intent log makes the rest recoverable). The methods live
+in typed repositories, one per family of tables (``sync.state.repos``); this module
+combines them and keeps the names other modules import from here.
+``tests/state/test_only_writer.py`` checks that nothing outside ``sync.state`` writes the
+tables or opens a session of its own.
 
 Field values are stored as JSON. Decimals are tagged (``"\\x1fd:1.5"``) so that a
 loaded base compares equal to freshly normalized ERP data; the tag uses a control
