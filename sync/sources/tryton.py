@@ -907,7 +907,8 @@ class TrytonSource:
         cols = [
             col
             for col in c.columns
-            if col.conf.model is None and all(h.kind == "m2o" for h in col.hops) and not col.conds
+            if col is c.key_column
+            or (col.conf.model is None and all(h.kind == "m2o" for h in col.hops) and not col.conds)
         ]
         fields = sorted({"id", *(r for col in cols for r in col.requests)})
         return cols, fields
