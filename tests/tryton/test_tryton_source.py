@@ -434,3 +434,41 @@ def test_keyset_pages_and_archived_rows(tryton: Any) -> None:
         assert len(templates) == len(set(templates)) == tryton.manifest["ppe_templates"]
     finally:
         src.close()
+
+
+def test_a_done_stock_move_names_its_product_for_the_shop_stock(tryton_fresh: Any) -> None:
+    """Quantities have no timestamp (§5.5): done stock moves date them."""
+    src = source(tryton_fresh, "kasa")
+    adm = admin(tryton_fresh)
+    try:
+        watermark = src.max_updated_at("shop_stock")
+        assert watermark is not None
+        code = sorted(r["product"] for r in src.read("shop_stock"))[0]
+        before = {r["shop"]: r["quantity"] for r in src.read("shop_stock") if r["product"] == code}
+        product = adm.search_read("product.product", [["code", "=", code]], ["default_uom"])[0]
+        (lost,) = adm.search("stock.location", [["type", "=", "lost_found"], ["code", "=", "LF"]])
+        (storage,) = adm.search("stock.location", [["code", "=", "KYIV-STO"]])
+        company = adm.base_context["company"]
+        moves = adm.create(
+            "stock.move",
+            [
+                {
+                    "product": product["id"],
+                    "unit": product["default_uom"],
+                    "quantity": 3,
+                    "from_location": lost,
+                    "to_location": storage,
+                    "company": company,
+                    "planned_date": dt.date.today(),
+                    "effective_date": dt.date.today(),
+                }
+            ],
+        )
+        adm.model("stock.move", "do", moves)
+        rows = list(src.read("shop_stock", since=watermark))
+        assert [r["product"] for r in rows] == [code]  # names the parent product (its code)
+        after = {r["shop"]: r["quantity"] for r in src.read("shop_stock") if r["product"] == code}
+        assert after["KYIV"] == before["KYIV"] + 3 and after["LVIV"] == before["LVIV"]
+    finally:
+        src.close()
+        adm.close()
