@@ -518,7 +518,7 @@ def poll_watermarks(tenant: str) -> dict[str, int]:
         claim = _claim_key(rt, tenant, entity)
         if rt.redis.exists(claim):
             continue
-        since = _parse_stamp(rt.store.get_cursor(tenant, "erp", watermark_stream(entity)))
+        since = parse_stamp(rt.store.get_cursor(tenant, "erp", watermark_stream(entity)))
         keys, newest = rt.engine.erp_changes_since(tenant, entity, since)
         if since is None:
             if newest is not None:
@@ -547,8 +547,8 @@ def advance_watermark(tenant: str, entity: str, value: str) -> str | None:
     """Move the watermark forward (never back) once the sync it covers has committed."""
     rt = runtime()
     stream = watermark_stream(entity)
-    current = _parse_stamp(rt.store.get_cursor(tenant, "erp", stream))
-    new = _parse_stamp(value)
+    current = parse_stamp(rt.store.get_cursor(tenant, "erp", stream))
+    new = parse_stamp(value)
     if new is not None and (current is None or new > current):
         rt.store.set_cursor(tenant, "erp", stream, value)
     rt.redis.delete(_claim_key(rt, tenant, entity))
@@ -568,11 +568,13 @@ RELAY_AFTER_SECONDS = 60.0
 
 def _with_sink(tenant: str, work: Callable[[Any, Any], Any]) -> Any:
     """Run ``work(tenant_settings, sink)`` with the tenant's ERP sink, closed afterwards."""
+    from sync.engine.runtime import build_runtime
     from sync.sinks import open_sink
 
     rt = runtime()
     _, tenant_settings = rt.settings.tenant(tenant)
-    sink = open_sink(tenant_settings, tenant_id=tenant, store=rt.store)
+    clients = build_runtime(rt.settings, tenant, store=rt.store).new_client
+    sink = open_sink(tenant_settings, tenant_id=tenant, store=rt.store, clients=clients)
     try:
         return work(tenant_settings, sink)
     finally:

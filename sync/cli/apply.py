@@ -248,7 +248,10 @@ def retry_failed_command(
         tid, tenant_settings = settings.tenant(tenant)
         store = StateStore(settings.state_url)
         if inbound or store.inbox_counts(tid).keys() & {"failed", "dead"}:
-            replayed, outcome = retry_inbound(store, tid, tenant_settings)
+            from sync.engine.runtime import build_runtime
+
+            clients = build_runtime(settings, tid, store=store).new_client
+            replayed, outcome = retry_inbound(store, tid, tenant_settings, clients=clients)
             console.print(
                 f"inbound: replayed {replayed} record(s): {outcome.done} done, {outcome.failed} failed again,"
                 f" {outcome.waiting} waiting, {outcome.dead} dead"

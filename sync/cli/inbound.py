@@ -7,6 +7,7 @@ record and reason; ``retry-failed`` sets them ``pending`` and applies them again
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.markup import escape
@@ -54,15 +55,18 @@ def print_inbound(data: dict[str, Any]) -> None:
     console.print(table)
 
 
-def retry_inbound(store: StateStore, tenant: str, tenant_settings: Any) -> tuple[int, InboundSummary]:
-    """Replay the tenant's ``failed`` and ``dead`` inbox rows; (rows replayed, outcome)."""
+def retry_inbound(
+    store: StateStore, tenant: str, tenant_settings: Any, *, clients: Callable[[str], Any] | None = None
+) -> tuple[int, InboundSummary]:
+    """Replay the tenant's ``failed`` and ``dead`` inbox rows; (rows replayed, outcome).
+    ``clients``: ``TenantRuntime.new_client``, for a sink that reads a platform."""
     from sync.sinks import open_sink
 
     ids = store.inbox_retry(tenant)
     summary = InboundSummary()
     if not ids:
         return 0, summary
-    sink = open_sink(tenant_settings, tenant_id=tenant, store=store)
+    sink = open_sink(tenant_settings, tenant_id=tenant, store=store, clients=clients)
     try:
         for i in range(0, len(ids), 500):
             part = process_inbox(store, tenant, tenant_settings, sink, ids[i : i + 500], limit=500)

@@ -55,14 +55,15 @@ def pull_command(
     try:
         tenant_id, tenant_settings = settings.tenant(tenant)
         store = StateStore(settings.state_url)
-        sink = open_sink(tenant_settings, tenant_id=tenant_id, store=store)
+        runtime = build_runtime(settings, tenant_id, store=store)
+        sink = open_sink(tenant_settings, tenant_id=tenant_id, store=store, clients=runtime.new_client)
         try:
             summary = pull(
                 store,
                 tenant_id,
                 tenant_settings,
                 sink,
-                clients=build_runtime(settings, tenant_id, store=store).new_client,
+                clients=runtime.new_client,
                 since=start,
                 overlap=dt.timedelta(minutes=overlap_minutes),
                 streams=stream or None,

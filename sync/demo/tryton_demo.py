@@ -226,9 +226,10 @@ def _pull(engine: Any, tenant_id: str, out: Console) -> dict[str, Any]:
     from sync.sinks import open_sink
 
     tenant = engine.settings.tenants[tenant_id]
-    sink = open_sink(tenant, tenant_id=tenant_id, store=engine.store)
+    clients = engine.runtime(tenant_id).new_client
+    sink = open_sink(tenant, tenant_id=tenant_id, store=engine.store, clients=clients)
     try:
-        summary = pull(engine.store, tenant_id, tenant, sink, clients=engine.runtime(tenant_id).new_client)
+        summary = pull(engine.store, tenant_id, tenant, sink, clients=clients)
     finally:
         sink.close()
     data: dict[str, Any] = {"fetched": summary.fetched, "written": summary.written, "streams": {}}

@@ -6,7 +6,7 @@ the CLI, the Celery tasks and the tests build it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import SecretStr
@@ -26,8 +26,16 @@ def _erp_url(erp: Any) -> str | None:
     return str(raw) if raw else None
 
 
-def open_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore) -> Sink:
-    """The tenant's sink: ``sql`` (default: the ERP source database) or ``jsonl`` (a folder).
+def open_sink(
+    tenant_settings: Any,
+    *,
+    tenant_id: str,
+    store: StateStore,
+    clients: Callable[[str], Any] | None = None,
+) -> Sink:
+    """The tenant's sink: ``sql`` (default: the ERP source database), ``jsonl`` (a folder) or
+    ``tryton``. ``clients`` makes a platform client (``TenantRuntime.new_client``: the one place
+    clients are made, sharing the tenant's rate governor) for a sink that reads a platform.
 
     Optional settings read when present: ``sink.tables`` (stream → existing table name) and
     ``sink.prefix`` (prefix of the tables we create, default ``erpsync_``).
@@ -36,7 +44,7 @@ def open_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore) -> Sin
     if cfg.kind == "tryton":  # docs/tryton.md "Sink"
         from sync.sinks.tryton import open_tryton_sink
 
-        return open_tryton_sink(tenant_settings, tenant_id=tenant_id, store=store)
+        return open_tryton_sink(tenant_settings, tenant_id=tenant_id, store=store, clients=clients)
     if cfg.kind == "jsonl":
         if cfg.directory is None:
             raise ConfigError(f"tenants.{tenant_id}.sink.directory: required for a jsonl sink")

@@ -1183,14 +1183,12 @@ class SmartEPISizeNames:
     """A withdrawal's size name, from its SmartEPI product (sizes are children named by their
     ``name``, the record only carries the size's SmartEPI id): one GET per product, cached."""
 
-    def __init__(self, base_url: str, api_key: Any) -> None:
-        from sync.clients.smartepi.client import SmartEPIClient
+    def __init__(self, make_client: Callable[[], Any]) -> None:
         from sync.clients.sync_facade import Portal
 
         self._portal = Portal()
-        self._client: Any = self._portal.call(
-            lambda: SmartEPIClient(base_url, api_key, account="tryton-sink")
-        )
+        # Made on the portal's loop: async clients belong to the loop that uses them.
+        self._client: Any = self._portal.call(make_client)
         self._sizes: dict[str, dict[str, str]] = {}
 
     def __call__(self, row: InboundRow) -> str | None:
@@ -1215,8 +1213,18 @@ class SmartEPISizeNames:
         self._portal.close()
 
 
-def open_tryton_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore) -> TrytonSink:
-    """The ``sink: {kind: tryton}`` of a tenant: connection from ``sink.tryton``, else the ERP source's."""
+def open_tryton_sink(
+    tenant_settings: Any,
+    *,
+    tenant_id: str,
+    store: StateStore,
+    clients: Callable[[str], Any] | None = None,
+) -> TrytonSink:
+    """The ``sink: {kind: tryton}`` of a tenant: connection from ``sink.tryton``, else the ERP source's.
+
+    ``clients`` (``TenantRuntime.new_client``) makes the SmartEPI client that names sizes, so
+    its reads share the tenant's rate governor; without it (a sink used on its own) a plain
+    client is made from the tenant's SmartEPI settings."""
     from sync.clients.tryton.client import SyncTrytonClient
 
     opts = tenant_settings.sink.tryton
@@ -1239,5 +1247,15 @@ def open_tryton_sink(tenant_settings: Any, *, tenant_id: str, store: StateStore)
         )
     client = SyncTrytonClient(str(url), str(database), str(user), password)
     epi = getattr(tenant_settings, "smartepi", None)
-    sizes = SmartEPISizeNames(epi.base_url, epi.api_key) if epi is not None else None
+    sizes = None
+    if clients is not None and epi is not None:
+        sizes = SmartEPISizeNames(lambda: clients("smartepi"))
+    elif epi is not None:
+
+        def standalone() -> Any:
+            from sync.clients.smartepi.client import SmartEPIClient
+
+            return SmartEPIClient(epi.base_url, epi.api_key, account=tenant_id)
+
+        sizes = SmartEPISizeNames(standalone)
     return TrytonSink(client, tenant=tenant_id, store=store, options=opts, size_name=sizes)
