@@ -231,7 +231,7 @@ def _resolve_intents_on_start(**_: Any) -> None:
 def _say_what_is_not_polled(**_: Any) -> None:
     """An ERP entity without a change column is invisible to the watermark poll: say so at
     start, in the worker's log, instead of silently waiting for the next reconcile."""
-    from sync.sources.entities import unpolled
+    from sync.engine.entities import unpolled
 
     for tenant_id, tenant in celery_app.settings().tenants.items():
         try:

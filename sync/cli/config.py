@@ -34,7 +34,7 @@ config_app = typer.Typer(help="Inspect and validate configuration.", no_args_is_
 
 def tenant_notes(tenant_id: str, tenant: TenantSettings) -> list[str]:
     """What the service will (not) do with this tenant that a user should know: one line each."""
-    from sync.sources.entities import flows_back, unpolled, writes_back
+    from sync.engine.entities import flows_back, unpolled, writes_back
 
     notes = []
     every = tenant.schedule.fast_reconcile_seconds

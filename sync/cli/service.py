@@ -31,7 +31,7 @@ def worker(
     from sync import celery_app
     from sync.observability.logging import connect_celery
 
-    connect_celery()  # the worker logs through erpsync's handler: task lines, text or JSON
+    connect_celery(celery_app.settings)  # the worker logs through erpsync's handler: task lines, text or JSON
 
     settings = settings_or_exit(config)
     try:
@@ -64,7 +64,7 @@ def beat(
     from sync import celery_app
     from sync.observability.logging import connect_celery
 
-    connect_celery()  # beat logs through erpsync's handler: what it schedules, text or JSON
+    connect_celery(celery_app.settings)  # beat logs through erpsync's handler, text or JSON
 
     settings = settings_or_exit(config)
     try:
@@ -130,7 +130,7 @@ def notify(
         erpsync notify funcionarios 0000001 0000002 --config config.yaml
     """
     from sync import celery_app, tasks
-    from sync.sources.entities import refuse_event
+    from sync.engine.entities import refuse_event
 
     settings = settings_or_exit(config)
     try:

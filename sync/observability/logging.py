@@ -28,7 +28,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from sync.redact import install_log_redaction, redact, scrub
@@ -235,15 +235,20 @@ def setup_logging(
 # --- Celery: the worker and beat log through this handler ---------------------------------
 
 
+def _no_settings() -> Any:
+    raise RuntimeError("connect_celery() was not called")
+
+
+_service_settings: list[Callable[[], Any]] = [_no_settings]
+
+
 def _celery_logging(loglevel: int | str | None = None, **_: Any) -> None:
     """Celery's logging set-up is ours: with a receiver here, Celery neither hijacks the root
     logger nor redirects stdout/stderr into a logger."""
-    from sync import celery_app
-
     level: int | str = loglevel or "INFO"
     fmt = "text"
     try:
-        settings = celery_app.settings()
+        settings = _service_settings[0]()
         level, fmt = loglevel or settings.log_level, settings.log_format
     except Exception:  # the worker reports a bad configuration itself; logs must work anyway
         pass
@@ -346,14 +351,12 @@ def _task_finished(
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:
-    from sync import celery_app
-
     try:
         queues = sorted(sender.app.amqp.queues.consume_from)
     except Exception:
         queues = []
     try:
-        tenants = sorted(celery_app.settings().tenants)
+        tenants = sorted(_service_settings[0]().tenants)
     except Exception:
         tenants = []
     log.info(
@@ -390,13 +393,17 @@ def _beat_started(sender: Any = None, **_: Any) -> None:
         )
 
 
-def connect_celery() -> None:
+def connect_celery(settings: Callable[[], Any]) -> None:
     """Log the worker and beat through this module (idempotent; ``erpsync worker|beat`` call it).
+
+    ``settings`` returns the service's settings (``celery_app.settings``): handed in, so this
+    module stays below the face layer that owns the Celery app.
 
     With a ``setup_logging`` receiver, Celery neither hijacks the root logger nor redirects
     stdout/stderr into a logger (which swallowed every line after the banner)."""
     from celery import signals
 
+    _service_settings[0] = settings
     signals.setup_logging.connect(_celery_logging, weak=False, dispatch_uid="erpsync-logging")
     signals.task_prerun.connect(_task_started, weak=False, dispatch_uid="erpsync-task-start")
     signals.task_postrun.connect(_task_finished, weak=False, dispatch_uid="erpsync-task-end")

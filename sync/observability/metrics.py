@@ -59,8 +59,6 @@ RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 EVENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 RUN_KINDS = {"sync_keys": "event", "pull": "pull", "apply": "apply", "resolve_intents": "resolve"}
-INBOX_STATUSES = ("pending", "waiting", "failed", "dead")
-PULL_PLATFORMS = ("smartepi", "smartkasa")
 
 
 def enabled() -> bool:
@@ -444,16 +442,8 @@ class StateCollector:
 
     def _families(self, store: Any) -> list[Any]:
         from prometheus_client.core import GaugeMetricFamily
-        from sqlalchemy import func, select
 
-        from sync.state import models
-
-        # SQLModel types table attributes as plain values (see the mypy note in pyproject.toml).
-        Cursor: Any = models.Cursor
-        InboundEvent: Any = models.InboundEvent
-        Intent: Any = models.Intent
-        Quarantine: Any = models.Quarantine
-        Run: Any = models.Run
+        rows = store.gauge_rows()  # sync.state.gauges: the queries live with the tables
         now = self._clock()
         quarantine = GaugeMetricFamily(
             "erpsync_quarantine_records",
@@ -486,50 +476,21 @@ class StateCollector:
             "alert counts it) finished (Unix time).",
             labels=["tenant"],
         )
-        with store.engine.connect() as conn:
-            for tenant, platform, entity, rule, n in conn.execute(
-                select(
-                    Quarantine.tenant, Quarantine.platform, Quarantine.entity, Quarantine.rule, func.count()
-                ).group_by(Quarantine.tenant, Quarantine.platform, Quarantine.entity, Quarantine.rule)
-            ):
-                quarantine.add_metric([tenant, platform, entity, rule], n)
-            for tenant, platform, state, n in conn.execute(
-                select(Intent.tenant, Intent.platform, Intent.state, func.count())
-                .where(Intent.state.in_(("pending", "unknown")))
-                .group_by(Intent.tenant, Intent.platform, Intent.state)
-            ):
-                intents.add_metric([tenant, platform, state], n)
-            pending: set[tuple[str, str]] = set()
-            for tenant, platform, status, n, first in conn.execute(
-                select(
-                    InboundEvent.tenant,
-                    InboundEvent.platform,
-                    InboundEvent.status,
-                    func.count(),
-                    func.min(InboundEvent.received_at),
-                )
-                .where(InboundEvent.status.in_(INBOX_STATUSES))
-                .group_by(InboundEvent.tenant, InboundEvent.platform, InboundEvent.status)
-            ):
-                inbox.add_metric([tenant, platform, status], n)
-                if status == "pending" and first is not None:
-                    pending.add((tenant, platform))
-                    oldest.add_metric([tenant, platform], max(0.0, now - _epoch(first)))
-            for tenant, platform, stream, value in conn.execute(
-                select(Cursor.tenant, Cursor.platform, Cursor.stream, Cursor.value).where(
-                    Cursor.platform.in_(PULL_PLATFORMS)
-                )
-            ):
-                stamp = _instant(value)
-                if stamp is not None:
-                    lag.add_metric([tenant, platform, stream], max(0.0, now - stamp))
-            for tenant, finished in conn.execute(
-                select(Run.tenant, func.max(Run.finished_at))
-                .where(Run.kind == "reconcile", Run.status.in_(("ok", "partial")))
-                .group_by(Run.tenant)
-            ):
-                if finished is not None:
-                    last_ok.add_metric([tenant], _epoch(finished))
+        for tenant, platform, entity, rule, n in rows.quarantine:
+            quarantine.add_metric([tenant, platform, entity, rule], n)
+        for tenant, platform, state, n in rows.intents:
+            intents.add_metric([tenant, platform, state], n)
+        for tenant, platform, status, n, first in rows.inbox:
+            inbox.add_metric([tenant, platform, status], n)
+            if status == "pending" and first is not None:
+                oldest.add_metric([tenant, platform], max(0.0, now - _epoch(first)))
+        for tenant, platform, stream, value in rows.cursors:
+            stamp = _instant(value) if value is not None else None
+            if stamp is not None:
+                lag.add_metric([tenant, platform, stream], max(0.0, now - stamp))
+        for tenant, finished in rows.last_ok_reconcile:
+            if finished is not None:
+                last_ok.add_metric([tenant], _epoch(finished))
         return [quarantine, intents, inbox, oldest, lag, last_ok]
 
 

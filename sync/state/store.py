@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from sync.state.gauges import GaugeRows, gauge_rows
 from sync.state.repos._base import StoreBase, decode_text, decode_value, encode_value, iter_chunks
 from sync.state.repos.alerts import AlertsRepo
 from sync.state.repos.bindings import BindingsRepo, BindRow, StoredBases
@@ -59,3 +60,7 @@ class StateStore(
 
     The facade over the repositories in ``sync.state.repos`` (one per family of tables);
     every method is one short transaction unless it says otherwise."""
+
+    def gauge_rows(self) -> GaugeRows:
+        """The rows the service's state gauges show (``sync.state.gauges``), in one connection."""
+        return gauge_rows(self)

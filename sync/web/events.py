@@ -33,9 +33,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from sync.engine.entities import refuse_event
 from sync.engine.throttle import Admission
 from sync.settings import Settings
-from sync.sources.entities import refuse_event
 from sync.web.limits import MAX_DEPTH, TooDeep, loads_capped
 
 log = logging.getLogger("erpsync.web.events")

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from sync.cli import app as cli_app
+from sync.engine.entities import entity_names
 from sync.engine.throttle import Admission
 from sync.playground import shipped_mappings
 from sync.settings import Settings
-from sync.sources.entities import entity_names
 from sync.state.store import StateStore
 from sync.web import create_app
 
