@@ -7,6 +7,7 @@ check: lint types test
 lint:
 	$(PY) -m ruff check sync tests bench celeryconfig.py
 	$(PY) -m ruff format --check sync tests bench celeryconfig.py
+	lint-imports  # the layer contracts in pyproject.toml ([tool.importlinter])
 
 types:
 	$(PY) -m mypy sync
