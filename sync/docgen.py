@@ -43,7 +43,7 @@ def _type(annotation: Any, models: list[tuple[str, type[BaseModel]]], path: str)
         return "one of " + ", ".join(f"`{a}`" for a in args)
     if origin in (list, tuple, set, frozenset):
         return f"list of {_type(args[0], models, path + '[]')}" if args else "list"
-    if origin is dict or (isinstance(origin, type) and issubclass(origin, typing.Mapping)):  # type: ignore[arg-type]
+    if origin is dict or (isinstance(origin, type) and issubclass(origin, typing.Mapping)):
         key = "<id>" if path.endswith("tenants") else "<name>"
         return f"mapping of {_type(args[0], models, path)} to {_type(args[1], models, f'{path}.{key}')}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -64,7 +64,7 @@ def _type(annotation: Any, models: list[tuple[str, type[BaseModel]]], path: str)
 def _default(info: Any) -> str:
     if info.is_required():
         return "**required**"
-    value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
+    value = info.default_factory() if info.default_factory is not None else info.default
     if value is None or value is PydanticUndefined:
         return "-"
     if isinstance(value, BaseModel):

@@ -85,7 +85,7 @@ def default_engine(settings: Settings, store: StateStore) -> EngineLike:
 
     # One loop and one set of platform clients per worker process: a change event then
     # costs no new loop, TCP/TLS connection, Redis handshake or SmartKasa login.
-    return Engine(settings, store=store, keep_clients=True)  # type: ignore[return-value]
+    return Engine(settings, store=store, keep_clients=True)
 
 
 # --- per-process runtime ---------------------------------------------------------------
@@ -261,7 +261,7 @@ def retry_delay(
     attempt: int, *, base: float = 2.0, cap: float = 300.0, rng: Callable[[], float] = random.random
 ) -> float:
     """Exponential backoff with jitter: uniform in [half, full] of ``min(cap, base·2^attempt)``."""
-    ceiling = min(cap, base * 2 ** max(0, attempt))
+    ceiling = min(cap, base * (1 << min(max(0, attempt), 64)))
     return ceiling * (0.5 + 0.5 * rng())
 
 

@@ -86,7 +86,8 @@ class ApiResponse:
 
     @property
     def etag(self) -> str | None:
-        return self.headers.get("etag")
+        etag: str | None = self.headers.get("etag")
+        return etag
 
 
 class RequestCounters:
@@ -540,7 +541,7 @@ class RequestLoop:
                     method=method,
                     url=url,
                 )
-                ambiguous.request_id = error.request_id  # type: ignore[attr-defined]
+                ambiguous.request_id = error.request_id
                 raise ambiguous
             raise error
 

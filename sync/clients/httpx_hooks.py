@@ -67,7 +67,7 @@ def send_function(client: httpx.AsyncClient) -> Callable[[httpx.Request], Any]:
 
         async def direct(request: httpx.Request) -> httpx.Response:
             transport = pick(request.url)
-            response = await transport.handle_async_request(request)
+            response: httpx.Response = await transport.handle_async_request(request)
             response.request = request
             return response
 

@@ -102,7 +102,7 @@ def parse_retry_after(
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: Callable[[], float]) -> float:
     """Full-jitter exponential backoff after failed attempt number ``attempt`` (1-based)."""
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(attempt - 1, 0)))
+    ceiling = min(policy.max_delay, policy.base_delay * (1 << max(attempt - 1, 0)))
     return rng() * ceiling
 
 

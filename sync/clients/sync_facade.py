@@ -41,7 +41,7 @@ class Portal:
         async def runner() -> T:
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
-                return await result  # type: ignore[no-any-return]
+                return await result
             return result
 
         if threading.current_thread() is self._thread:

@@ -41,6 +41,11 @@ MASKED = _Masked()
 _MASKED_TAG = "$masked"
 
 
+def is_masked(value: object) -> bool:
+    """Whether ``value`` is the ``MASKED`` stand-in (typed ``object``: any field may hold it)."""
+    return value is MASKED
+
+
 # --- tagged -------------------------------------------------------------------------
 
 

@@ -32,12 +32,12 @@ def _step(annotation: Any, part: str | int) -> Any | None:
                 if part in (name, info.alias):
                     return info.annotation
         elif origin in (dict, typing.Mapping) or (
-            isinstance(origin, type) and issubclass(origin, typing.Mapping)  # type: ignore[arg-type]
+            isinstance(origin, type) and issubclass(origin, typing.Mapping)
         ):
             args = typing.get_args(alt)
             return args[1] if len(args) == 2 else None
         elif origin in (list, tuple, set, frozenset) or (
-            isinstance(origin, type) and issubclass(origin, Sequence)  # type: ignore[arg-type]
+            isinstance(origin, type) and issubclass(origin, Sequence)
         ):
             args = typing.get_args(alt)
             return args[0] if args else None

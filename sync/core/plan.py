@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from sync.core.codec import MASKED, decode_tagged, encode_tagged
+from sync.core.codec import MASKED, decode_tagged, encode_tagged, is_masked
 from sync.core.normalize import content_hash
 from sync.core.records import ConflictPolicy, Platform, QuarantineEntry
 from sync.errors import PlanError, StalePlan
@@ -282,7 +282,7 @@ def _masked_fields(a: Action) -> bool:
         any(v is MASKED for v in a.payload.values())
         or any(v is MASKED for v in a.agreed.values())
         or any(MASKED in (c.base, c.erp, c.remote, c.new) for c in a.changes)
-        or (a.natural_key is not None and a.natural_key[1] is MASKED)
+        or (a.natural_key is not None and is_masked(a.natural_key[1]))
     )
 
 
@@ -303,7 +303,7 @@ def _fill_masked(action: Action, source: Action) -> bool:
             for side in ("base", "erp", "remote", "new"):
                 if getattr(c, side) is MASKED:
                     setattr(c, side, getattr(other, side))
-    if action.natural_key is not None and action.natural_key[1] is MASKED:
+    if action.natural_key is not None and is_masked(action.natural_key[1]):
         if source.natural_key is None or source.natural_key[0] != action.natural_key[0]:
             return False
         action.natural_key = source.natural_key

@@ -247,7 +247,12 @@ class Executor:
                 a.erp_key,
                 outcome,
                 scrub(detail),
-                extra={"platform": a.platform, "entity": a.entity, "key": a.erp_key, "request_id": request_id},
+                extra={
+                    "platform": a.platform,
+                    "entity": a.entity,
+                    "key": a.erp_key,
+                    "request_id": request_id,
+                },
             )
 
     def _quarantine(

@@ -309,7 +309,7 @@ KASA_STREAMS = ("receipts", "shifts", "z_reports", "stock")
 
 def backoff(attempts: int) -> dt.timedelta:
     """The wait after the ``attempts``-th failed try (0-based)."""
-    return min(BACKOFF_BASE * (2 ** min(attempts, 20)), BACKOFF_MAX)
+    return min(BACKOFF_BASE * (1 << min(attempts, 20)), BACKOFF_MAX)
 
 
 def event_id_for(stream: str, remote_id: str) -> str:

@@ -177,7 +177,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._fixed = stream
         super().__init__(stream or sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         if self._fixed is not None:
             return self._fixed

@@ -524,7 +524,7 @@ def exposition(state: StateCollector | None = None) -> bytes:
         from prometheus_client import multiprocess as mp
 
         registry = CollectorRegistry()
-        mp.MultiProcessCollector(registry)
+        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess is untyped
         out = generate_latest(registry)
     else:
         out = generate_latest(REGISTRY)
@@ -583,7 +583,7 @@ def use_multiprocess_dir(path: str | None = None) -> str:
                 os.remove(os.path.join(folder, name))
     os.environ[MULTIPROC_ENV] = folder
     if not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue()
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess is untyped
     return folder
 
 
@@ -659,4 +659,4 @@ def process_exited(pid: int | None = None) -> None:
     from prometheus_client import multiprocess as mp
 
     with contextlib.suppress(OSError):
-        mp.mark_process_dead(pid or os.getpid())
+        mp.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess is untyped

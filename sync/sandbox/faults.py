@@ -182,7 +182,7 @@ class FaultInjector:
         platform: str,
         config: FaultConfig,
         *,
-        account_of: Callable[[dict], str | None],
+        account_of: Callable[[dict[str, Any]], str | None],
         rate_limited: Callable[[float | None], CannedResponse],
         server_error: Callable[[], CannedResponse],
         exempt_prefixes: Sequence[str] = ("/_admin",),
@@ -248,7 +248,7 @@ class FaultInjector:
         cfg = self._config
         method: str = scope["method"]
         path: str = scope["path"]
-        account = self._account_of(cast(dict, scope))
+        account = self._account_of(cast(dict[str, Any], scope))
         body, receive = await _buffer_body(receive)
         query = scope.get("query_string", b"").decode("latin-1")
         target = f"{path}?{query}" if query else path

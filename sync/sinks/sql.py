@@ -81,9 +81,10 @@ class DecimalColumn(TypeDecorator[Decimal]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(20, 6))
+        # SQLite has no exact decimal: text keeps every digit.
+        column: TypeEngine[Any] = String(40) if dialect.name == "sqlite" else Numeric(20, 6)
+        described: TypeEngine[Any] = dialect.type_descriptor(column)
+        return described
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
         if value is None:

@@ -135,7 +135,7 @@ class SqlSource:
                     for row in part:
                         out = dict(zip(columns, row, strict=True))
                         if fix_key:
-                            out[key] = key_str(out[key])  # type: ignore[index]
+                            out[key] = key_str(out[key])
                         yield out
         except SQLAlchemyError as exc:
             raise self._fail(entity, exc) from None

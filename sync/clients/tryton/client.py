@@ -43,8 +43,8 @@ import itertools
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -63,6 +63,8 @@ from sync.clients.tryton.errors import (
 )
 from sync.errors import AmbiguousWrite, ConfigError, StatusError
 from sync.redact import forget_slots, register_secret
+
+_T = TypeVar("_T")
 
 READ_METHODS = frozenset(
     {
@@ -408,9 +410,10 @@ class SyncTrytonClient:
     def __repr__(self) -> str:
         return f"Sync{self._client!r}"
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         portal_call: Any = self._portal.call
-        return portal_call(fn, *args, **kwargs)
+        result: _T = portal_call(fn, *args, **kwargs)
+        return result
 
     @property
     def client(self) -> TrytonClient:

@@ -46,7 +46,7 @@ class _ReadOnlyDict(dict[str, list[dict[str, Any]]]):
     def _refuse(self, *args: Any, **kw: Any) -> Any:
         raise TypeError("NO_CHILDREN is shared by every record without children: copy it (dict(...)) first")
 
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
 
     def __copy__(self) -> dict[str, list[dict[str, Any]]]:
         return {}

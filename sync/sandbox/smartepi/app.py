@@ -256,7 +256,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
     config = config or SmartEPISandboxConfig()
     store = Store()
 
-    def account_of(scope: dict) -> str | None:
+    def account_of(scope: dict[str, Any]) -> str | None:
         key = _bearer(scope)
         tenant = store.tenant_for_key(key) if key else None
         return tenant.id if tenant is not None else None

@@ -43,7 +43,7 @@ def stamps(r: Record) -> tuple[str | None, str | None]:
     cache = getattr(r, "cache", None)
     if cache is None:
         return ts(r["created_at"], r["_tz"]), ts(r["updated_at"], r["_tz"])
-    hit = cache.get("stamps")
+    hit: tuple[str | None, str | None] | None = cache.get("stamps")
     if hit is None:
         hit = cache["stamps"] = (ts(r["created_at"], r["_tz"]), ts(r["updated_at"], r["_tz"]))
     return hit
