@@ -432,7 +432,9 @@ class RequestLoop:
                         url=url,
                     ) from None
                 raise ResponseTooLarge(exc.message, platform=self.platform, method=method, url=url) from None
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                # A body that does not decode as its headers say was still an answer: the
+                # request reached the server, so it is treated as lost after sending.
                 failure = classify_exception(exc)
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 outcome = "connect" if failure == "connect" else ("timeout" if timed_out else "sent")
@@ -546,7 +548,12 @@ class RequestLoop:
             raise error
 
     def _transport_error(
-        self, method: str, url: str, exc: httpx.TransportError, decision: Decision, timed_out: bool
+        self,
+        method: str,
+        url: str,
+        exc: httpx.TransportError | httpx.DecodingError,
+        decision: Decision,
+        timed_out: bool,
     ) -> ClientError:
         detail = scrub(str(exc)) or type(exc).__name__
         if decision.ambiguous:

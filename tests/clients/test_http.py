@@ -364,3 +364,36 @@ def test_request_urls_are_exactly_what_httpx_would_build(base, path, query):
     assert built == expected
     if path in ("/things", "/things/a%2Fb%20c", "/v1.2/file.json"):
         assert _plain_path(path) and client._join is not None  # the fast path was taken
+
+
+def _garbled() -> httpx.Response:
+    """An answer whose body does not decode as it says (gzip header, plain bytes): the server
+    received and answered the request, so a write behind it may have been applied."""
+    return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"{not gzip"))
+
+
+def test_an_undecodable_answer_to_a_get_is_retried_then_a_transport_error():
+    rec = Recorder(*(_garbled() for _ in range(4)))
+
+    async def go():
+        loop, _ = make(rec)
+        async with loop:
+            await loop.request("GET", "/things")
+
+    with pytest.raises(TransportError) as caught:
+        run(go())
+    assert "DecodingError" in str(caught.value)
+    assert len(rec.requests) == 4  # retried like any answer lost on the way back
+
+
+def test_an_undecodable_answer_to_a_post_is_ambiguous():
+    rec = Recorder(_garbled())
+
+    async def go():
+        loop, _ = make(rec)
+        async with loop:
+            await loop.request("POST", "/things", json={"name": "x"})
+
+    with pytest.raises(AmbiguousWrite):
+        run(go())
+    assert len(rec.requests) == 1  # never resent blindly
