@@ -956,6 +956,17 @@ class Executor:
             try:
                 written_back = self.ctx.write_back(policy, a.erp_key, pulled, a.reason or a.kind)
             except ErpsyncError as exc:
+                if exc.kind == "record":
+                    # The ERP refused this row's value (a Tryton UserError: a CPF check digit):
+                    # quarantined with the ERP's message, not offered again every run.
+                    self._quarantine(
+                        a,
+                        f"the ERP refused {', '.join(sorted(pulled))} from the platform: "
+                        f"{getattr(exc, 'message', str(exc))}. Correct the value on the platform "
+                        "(or in the ERP), then run `erpsync retry-failed`",
+                        rule="erp_rejected",
+                    )
+                    return
                 # The base stays as it was, so the next plan offers the same pull again.
                 self._record(a, "failed", f"writing {sorted(pulled)} back to the ERP failed: {exc}")
                 return

@@ -400,6 +400,12 @@ def test_a_cpf_tryton_refuses_fails_that_row_with_trytons_message(
     result = cli("runs", "show", str(summary["run_id"]), "--json")
     text = result.stdout
     assert "Brazillian National Identifier" in text and "not valid" in text
+    # Quarantined with Tryton's message and the fix, not offered again by the next run.
+    store = StateStore(pg.settings().state_url)
+    held = [q for q in store.quarantined(pg.tenant, stage="apply") if q.erp_key == bad]
+    assert held and held[0].rule == "erp_rejected" and "retry-failed" in held[0].message, held
+    again = json.loads(cli("apply", "--yes", "--json").stdout)
+    assert again["status"] != "failed", again
     adm = admin(tryton_fresh)
     try:
         assert tryton_email(adm, int(good)) == "still.goes.on@metalurgica-exemplo.com.br"
