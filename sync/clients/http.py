@@ -316,6 +316,11 @@ class RequestLoop:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        # A Redis governor keeps one client per event loop: close this loop's, or its
+        # sockets outlive the loop (and are only reclaimed by the garbage collector).
+        close = getattr(self.governor, "aclose", None)
+        if close is not None:
+            await close()
 
     def _build(
         self,

@@ -62,13 +62,14 @@ def test_killed_apply_then_apply_again(playground: MakePlayground, tmp_path: Pat
     logs = tmp_path / "child-log"
     logs.mkdir()
     kill_after = rng.randint(*KILL_RANGE)
-    child = subprocess.Popen(
-        [sys.executable, str(HERE / "apply_child.py"), str(pg.config_path), str(logs)],
-        cwd=HERE,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "child.err").open("wb"),
-    )
+    with (tmp_path / "child.err").open("wb") as err:
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "apply_child.py"), str(pg.config_path), str(logs)],
+            cwd=HERE,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 120
         while child.poll() is None and _requests_seen(pg) < kill_after and time.monotonic() < deadline:

@@ -33,6 +33,7 @@ class Proc:
         self.popen = subprocess.Popen(
             args, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(HERE)
         )
+        self._out.close()  # the child holds its own copy of the descriptor
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -107,7 +107,9 @@ def test_encode_refuses_what_tryton_cannot_hold() -> None:
 
 
 def test_user_error_is_a_record_error_with_trytons_message() -> None:
-    msg = 'The Brazillian National Identifier "12345678900" for party "Bad CPF" is not valid.'
+    # A CPF no other test registers as a secret: redaction is process-wide (the sandbox
+    # password "123456789" of other tests would mask part of "12345678900").
+    msg = 'The Brazillian National Identifier "52998224725" for party "Bad CPF" is not valid.'
     exc = map_rpc_error(
         ["UserError", [msg, "", None]], rpc_method="model.party.party.create", request_id="r-1"
     )

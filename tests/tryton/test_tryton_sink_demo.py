@@ -16,11 +16,12 @@ from sync.demo import tryton_demo
 
 def test_demo_runs_the_whole_loop(tryton_database: Path, tmp_path: Path) -> None:
     shutil.copytree(tryton_database, tmp_path / "tryton-seeded")  # the session's build, not a new one
-    figures: dict[str, Any] = tryton_demo.run_tryton_tour(
-        tmp_path,
-        console=Console(file=(tmp_path / "out.txt").open("w"), width=120),
-        size=os.environ.get("ERPSYNC_TEST_TRYTON_SIZE", "tiny"),
-    )
+    with (tmp_path / "out.txt").open("w") as out:
+        figures: dict[str, Any] = tryton_demo.run_tryton_tour(
+            tmp_path,
+            console=Console(file=out, width=120),
+            size=os.environ.get("ERPSYNC_TEST_TRYTON_SIZE", "tiny"),
+        )
     assert figures["converged"]
     landed = figures["landed"]
     assert landed["internal shipments done"] > 0
