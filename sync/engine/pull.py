@@ -138,9 +138,15 @@ def _error_text(exc: BaseException) -> str:
     return scrub(text)[:1000]
 
 
-def _kasa_time(moment: dt.datetime | None) -> str | None:
-    """A z-report date filter (contract §6.3: ISO time with milliseconds)."""
-    return None if moment is None else moment.isoformat(timespec="milliseconds")
+def _kasa_time(moment: dt.datetime | None, *, end: bool = False) -> str | None:
+    """A z-report date filter (contract §6.3: ISO time with milliseconds). An upper bound is
+    rounded up to the next millisecond: truncated, it would leave out a report stamped in the
+    same millisecond as ``now`` but after it (found by the next pull's overlap, but late)."""
+    if moment is None:
+        return None
+    if end and moment.microsecond % 1000:
+        moment += dt.timedelta(microseconds=1000 - moment.microsecond % 1000)
+    return moment.isoformat(timespec="milliseconds")
 
 
 class _Buffer:
@@ -350,7 +356,7 @@ class Puller:
     async def z_reports(self, client: Any, result: StreamResult) -> None:
         result.cursor_before, lo = self._start(KASA, "z_reports")
         buffer = _Buffer(self, KASA, result)
-        params = {"date_start": _kasa_time(lo), "date_end": _kasa_time(self.now)}
+        params = {"date_start": _kasa_time(lo), "date_end": _kasa_time(self.now, end=True)}
         async for report in client.iter_list(client.z_reports.path, params):
             result.fetched += 1
             unit = self._mapped_kasa("z_reports", report, {}, result)

@@ -114,3 +114,17 @@ def test_shift_killed_midway_is_pulled_again_whole(
     run(store, tenant_id, sql_sink, env)
     counts = Counter(r["remote_id"] for r in sql_sink.rows("receipts"))
     assert len(counts) == 60 and set(counts.values()) == {1}
+
+
+def test_the_z_report_window_ends_at_or_after_now() -> None:
+    """The upper bound goes to the next millisecond, never below ``now``: a z-report stamped
+    in the same millisecond as the pull's start (CI saw one) lands in this pull."""
+    import datetime as dt
+
+    from sync.engine.pull import _kasa_time
+
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, 123700, tzinfo=dt.UTC)
+    assert _kasa_time(now, end=True) == "2026-01-01T12:00:00.124+00:00"
+    assert _kasa_time(now) == "2026-01-01T12:00:00.123+00:00"  # a lower bound keeps its floor
+    assert _kasa_time(now.replace(microsecond=123000), end=True) == "2026-01-01T12:00:00.123+00:00"
+    assert _kasa_time(now.replace(microsecond=999500), end=True) == "2026-01-01T12:00:01.000+00:00"
