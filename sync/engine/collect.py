@@ -159,7 +159,7 @@ async def collect(
             remotes: dict[str, Remote] | None = None
             if mode == "full":
                 remotes = {}
-                async for raw in adapters[platform].list_remote(entity):
+                async for raw in adapters[platform].list_remote(entity, children=policy.children):
                     r = remote_fields(rt, policy, raw, reverse)
                     remotes[r.remote_id] = r
                 if keys is not None:

@@ -253,3 +253,31 @@ def test_an_erp_sinks_open_intents_are_left_to_the_sink(playground: MakePlaygrou
     engine.apply()
     (still,) = [i for i in store.open_intents(tenant) if i.id == sink_intent]
     assert still.state == "pending"
+
+
+def test_a_full_plan_reads_no_stock_cards_the_mapping_does_not_map(
+    playground: MakePlayground, tmp_path: Path
+) -> None:
+    """Cards are listed with requests of their own: a SmartKasa mapping without ``cards``
+    must not pay for them on every full reconcile (bench/apply.py's update run counted one)."""
+    epi_map, kasa_map = shipped_mappings()
+    text = kasa_map.read_text(encoding="utf-8")
+    head, _, tail = text.partition("    children:\n      cards:")
+    assert tail, "the shipped mapping maps cards"
+    rest = tail.split("\n")
+    # drop the cards block: its lines are indented deeper than the entity's keys
+    kept = [line for line in rest[1:] if line and not line.startswith("        ")]
+    custom = tmp_path / "smartkasa.yaml"
+    custom.write_text(head + "\n".join(kept) + "\n", encoding="utf-8")
+    pg = playground(
+        "no-cards", employees=2, products_epi=1, products_kasa=6, seed=9, mappings=[epi_map, custom]
+    )
+    engine = Engine(pg.settings())
+    engine.apply()
+    log: list[dict[str, Any]] = []
+    listing = Engine(pg.settings(), transports=recording_transports(log))
+    plan = listing.plan()  # full mode: every remote record is listed
+    assert all(a.kind == "skip" for a in plan.actions)  # converged: unmapped cards are no drift
+    card_reads = [e for e in log if e["m"] == "GET" and e["path"].endswith("/inventory/cards")]
+    product_reads = [e for e in log if e["m"] == "GET" and e["path"].endswith("/inventory/products")]
+    assert product_reads and not card_reads

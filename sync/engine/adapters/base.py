@@ -12,7 +12,7 @@ platform ids from them for comparison and re-attach ids when they write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,8 +62,12 @@ class PlatformAdapter(Protocol):
     def batch_size(self, entity: str) -> int:
         """How many creates go in one request (1 = one request per record)."""
 
-    def list_remote(self, entity: str) -> AsyncIterator[RawRemote]:
-        """Every live record of ``entity`` (full mode collect)."""
+    def list_remote(
+        self, entity: str, *, children: Collection[str] | None = None
+    ) -> AsyncIterator[RawRemote]:
+        """Every live record of ``entity`` (full mode collect). ``children``: the nested
+        collections the mapping maps (None: all); one read with requests of its own (SmartKasa's
+        stock cards) is skipped when it is not wanted."""
 
     async def find(self, entity: str, key_fields: Mapping[str, Any]) -> list[RawRemote]:
         """Records matching the natural key (resolves ambiguous creates and 409 duplicates)."""

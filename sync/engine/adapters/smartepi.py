@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from sync.clients.smartepi.client import SmartEPIClient
@@ -78,7 +78,10 @@ class SmartEPIAdapter:
     def batch_size(self, entity: str) -> int:
         return 1
 
-    async def list_remote(self, entity: str) -> AsyncIterator[RawRemote]:
+    async def list_remote(
+        self, entity: str, *, children: Collection[str] | None = None
+    ) -> AsyncIterator[RawRemote]:
+        # Sizes and certificates come inside each product record: no read to skip.
         async for record in self._res(entity).list():
             yield split_record(record)
 

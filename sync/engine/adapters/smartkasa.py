@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from sync.clients.smartkasa.client import SmartKasaClient
@@ -111,11 +111,14 @@ class SmartKasaAdapter:
         children = {"cards": cards} if entity == "products" and cards is not None else {}
         return RawRemote(str(rec["id"]), fields, children, None)
 
-    async def list_remote(self, entity: str) -> AsyncIterator[RawRemote]:
-        cards = await self._all_cards() if entity == "products" else {}
+    async def list_remote(
+        self, entity: str, *, children: Collection[str] | None = None
+    ) -> AsyncIterator[RawRemote]:
+        wanted = entity == "products" and (children is None or "cards" in children)
+        cards = await self._all_cards() if wanted else None  # no card listing a mapping does not use
         async for model in self._res(entity).iterate():
             rec = _record(model)
-            yield self._split(entity, rec, cards.get(str(rec["id"]), []))
+            yield self._split(entity, rec, None if cards is None else cards.get(str(rec["id"]), []))
 
     async def find(self, entity: str, key_fields: Mapping[str, Any]) -> list[RawRemote]:
         found: list[Any]
