@@ -156,7 +156,7 @@ def run_tour(
 
         out.print(Rule("6. Data back into the ERP"))
         out.print(f"  • {platform_activity(pg)}")
-        figures["inbound"] = _pull(pg, engine, out)
+        figures["inbound"] = pull_into_sink(engine, pg.tenant, out)
 
         figures["seconds"] = round(time.monotonic() - started, 1)
         out.print(Rule())
@@ -165,14 +165,17 @@ def run_tour(
     return figures
 
 
-def _pull(pg: Playground, engine: Engine, out: Console) -> dict[str, Any]:
+def pull_into_sink(engine: Engine, tenant_id: str, out: Console) -> dict[str, Any]:
+    """Pull the tenant's platform records into its ERP sink (the runtime's clients, shared by
+    the sink), print one line per stream, and return the figures (both demos use it)."""
     from sync.engine.pull import pull
     from sync.sinks import open_sink
 
-    tenant = engine.settings.tenants[pg.tenant]
-    sink = open_sink(tenant, tenant_id=pg.tenant, store=engine.store)
+    tenant = engine.settings.tenants[tenant_id]
+    clients = engine.runtime(tenant_id).new_client
+    sink = open_sink(tenant, tenant_id=tenant_id, store=engine.store, clients=clients)
     try:
-        summary = pull(engine.store, pg.tenant, tenant, sink, clients=engine.runtime(pg.tenant).new_client)
+        summary = pull(engine.store, tenant_id, tenant, sink, clients=clients)
     finally:
         sink.close()
     data: dict[str, Any] = {"fetched": summary.fetched, "written": summary.written, "streams": {}}

@@ -167,7 +167,7 @@ def run_tryton_tour(
 ) -> dict[str, Any]:
     """Run the Tryton demo; returns its figures (tests read them)."""
     require_tryton()
-    from sync.demo.tour import console_edit, platform_activity
+    from sync.demo.tour import console_edit, platform_activity, pull_into_sink
     from sync.demo.tryton_seed import TrytonServer
     from sync.engine.api import Engine
     from sync.playground import start_playground
@@ -211,7 +211,7 @@ def run_tryton_tour(
 
         out.print(Rule("3. Transactions and sales back into Tryton"))
         out.print(f"  • {platform_activity(pg)}")
-        figures["inbound"] = {t: _pull(engine, t, out) for t in (EPI_TENANT, KASA_TENANT)}
+        figures["inbound"] = {t: pull_into_sink(engine, t, out) for t in (EPI_TENANT, KASA_TENANT)}
         figures["landed"] = landed(server)
         for what, n in figures["landed"].items():
             out.print(f"  • Tryton: {n} {what}")
@@ -219,23 +219,3 @@ def run_tryton_tour(
         out.print(Rule())
         out.print(f"Done in {figures['seconds']} s. Everything is in {root}.")
     return figures
-
-
-def _pull(engine: Any, tenant_id: str, out: Console) -> dict[str, Any]:
-    from sync.engine.pull import pull
-    from sync.sinks import open_sink
-
-    tenant = engine.settings.tenants[tenant_id]
-    clients = engine.runtime(tenant_id).new_client
-    sink = open_sink(tenant, tenant_id=tenant_id, store=engine.store, clients=clients)
-    try:
-        summary = pull(engine.store, tenant_id, tenant, sink, clients=clients)
-    finally:
-        sink.close()
-    data: dict[str, Any] = {"fetched": summary.fetched, "written": summary.written, "streams": {}}
-    for result in summary.streams:
-        data["streams"][result.stream] = result.written
-        out.print(
-            f"  • {result.platform} {result.stream}: {result.fetched} fetched, {result.written} written"
-        )
-    return data
