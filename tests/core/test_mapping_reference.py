@@ -26,7 +26,14 @@ from sync.core.mapping import (
     load_mapping_texts,
 )
 from sync.core.mapping.codegen import NO_CHILDREN
-from sync.core.mapping.reference import generated_source, reference_map_rows, set_generated_loop
+from sync.core.mapping.reference import (
+    finish_run,
+    generated_source,
+    map_row,
+    reference_map_rows,
+    set_generated_loop,
+    start_run,
+)
 
 SETTINGS = settings(
     max_examples=80,
@@ -123,7 +130,12 @@ def mapping_texts(draw: st.DrawFn) -> str:
         fields["category_id"] = draw(st.sampled_from(COLUMNS))  # a reference (to categories)
     entity: dict[str, Any] = {"source": "rows", "key": "k", "fields": fields}
     if draw(st.integers(0, 3)) == 0:
-        entity["filter"] = [{"field": "d", "not_equals": 0}]
+        # a rare value, and common ones (so that the examples do filter rows out)
+        entity["filter"] = [
+            draw(
+                st.sampled_from([{"field": "d", "not_equals": 0}, {"field": "d", "not_in": ["x", "one", 0]}])
+            )
+        ]
     doc = {
         "version": 1,
         "platform": "smartkasa",
@@ -235,7 +247,7 @@ def test_the_generated_examples_reach_both_paths() -> None:
     @given(text=mapping_texts(), rows=ROWS)
     def probe(text: str, rows: list[dict[str, Any]]) -> None:
         em = load(text)
-        built = em._fast_loop()
+        built = em.generated_loop()
         assert built is not None
         loop, source, n_caches = built
         bailed = 0
@@ -280,6 +292,32 @@ def test_the_setting_turns_the_generated_loop_off(monkeypatch: pytest.MonkeyPatc
     set_generated_loop(mappings, True)
     with pytest.raises(AssertionError, match="must not be built"):
         em.map_rows(iter(rows))
+
+
+def test_the_reference_is_a_plain_function_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``reference_map_rows`` builds no generated loop and does not go through ``map_rows``:
+    it is the per-field path alone, row by row through ``map_row``."""
+    mappings = load_mapping_texts({"m.yaml": _PLAIN})
+    em = mappings.entity("smartkasa", "products")
+    rows = [{"k": f"p{i}", "a": f"Title {i}", "b": str(i), "c": None, "d": 1} for i in range(20)]
+    rows += [{"k": "p3", "a": "twin", "b": "3"}, {"k": None, "a": "no key"}, {"k": "bad\x00", "a": "x"}]
+    expected = em.map_rows(iter(rows))
+
+    def refuse(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("the reference path must not use the generated loop or map_rows")
+
+    monkeypatch.setattr("sync.core.mapping.compiled.build_loop", refuse)
+    monkeypatch.setattr(type(em), "map_rows", refuse)
+    monkeypatch.setattr(type(em), "generated_loop", refuse)
+    em._fast = None
+    same(expected, reference_map_rows(em, iter(rows)))
+
+    # The same, driven a row at a time (what the generated loop does with a row it hands on).
+    run = start_run(em)
+    for n, row in enumerate(rows, 1):
+        map_row(run, row, n)
+    same(expected, finish_run(run, len(rows), 0))
+    assert {q.rule for q in expected.quarantine} == {"duplicate_erp_key", "missing_key", "control_chars"}
 
 
 def test_the_tenant_setting_reaches_the_runtime(tmp_path: Any) -> None:

@@ -8,9 +8,11 @@ Usage::
         result = em.map_rows(rows, context)           # MapResult(desired, quarantine)
 """
 
-from sync.core.mapping.compiled import EntityMapping, MapContext, MapResult, self_ref_depths
+from sync.core.mapping.compiled import EntityMapping
 from sync.core.mapping.loader import MappingFileError, load_mapping_texts, load_mappings
 from sync.core.mapping.mapset import MappingSet
+from sync.core.mapping.reference import self_ref_depths
+from sync.core.mapping.results import MapContext, MapResult
 from sync.core.mapping.transforms import Invalid
 
 __all__ = [

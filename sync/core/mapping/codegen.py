@@ -266,7 +266,7 @@ def build_loop(
         f"        h = blake({hash_expr}.encode('utf-8', 'surrogatepass'), digest_size=16, salt=salt).digest()"
     )
     src.append("        seen_add(key)")
-    if natural_key:  # collisions are found from hashes (``EntityMapping._drop_collisions``)
+    if natural_key:  # collisions are found from hashes (``reference._drop_collisions``)
         src.append("        for nat in kv:")
         src.append("            nh = hash(nat)")
         src.append("            if nh in nat_seen: nat_twice.add(nh)")

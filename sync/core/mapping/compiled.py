@@ -1,26 +1,27 @@
-"""Compiled mappings: ERP rows → ``Desired`` records plus quarantine entries (pure).
+"""Compiled mappings: a mapping file's entity → ``EntityMapping`` (pure).
 
-``map_rows`` is the hot loop of a full reconcile. Per row it runs the filter closures,
-the field closures (``transforms.compile_field``), the reference checks against the
-``MapContext`` and the natural-key fold; whole-batch checks (duplicate ERP keys,
-natural-key collisions, self-references) run once at the end, so the rows themselves
-can come from a lazy iterator.
+``compile_fields`` turns each field spec into a closure (``transforms.compile_field``);
+``EntityMapping`` holds them with the entity's policy, its row hash, its quarantine
+wording (masking personal and sensitive values) and its write-back (``to_erp``).
+Mapping rows is ``EntityMapping.map_rows``: the generated loop (``codegen``) for the
+common row and the reference path (``reference``) for the rest, or for every row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from sys import intern
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from sync.core.keys import fold, key_function
-from sync.core.mapping.codegen import NO_CHILDREN, LoopFn, build_loop
+from sync.core.mapping import reference
+from sync.core.mapping.codegen import LoopFn, build_loop
+from sync.core.mapping.results import MapContext, MapResult
 from sync.core.mapping.spec import ChildSpec, EntitySpec, FieldSpec, FilterSpec, template_names
 from sync.core.mapping.transforms import (
-    INVALID_TEXT,
     FieldFn,
     Invalid,
     Row,
@@ -28,7 +29,6 @@ from sync.core.mapping.transforms import (
     column_fn,
     compile_field,
     concat_fn,
-    has_surrogates,
     inverse_fn,
     key_text,
     strip_controls,
@@ -36,59 +36,15 @@ from sync.core.mapping.transforms import (
 )
 from sync.core.records import (
     MAX_KEY_LENGTH,
-    Desired,
     EntityPolicy,
     FieldPolicy,
     Platform,
     QuarantineEntry,
-    field_names,
 )
 from sync.redact import MASK, mask_value_in
 
 _VALUE_CHARS = 200  # quarantine values are cut to this length
 _SEP = "\x1f"  # between hashed column values
-
-
-@dataclass(slots=True)
-class MapContext:
-    """What map_rows needs to know about *other* entities of the same platform.
-
-    ``valid_keys[entity]``: ERP keys that mapped fine; a reference to a key outside the
-    set is dangling. An entity absent from the dict is not checked (e.g. an event-driven
-    sync of a few rows that did not read the referenced table). ``quarantined[entity]``:
-    ERP keys in quarantine; referencing one quarantines the row, naming the parent.
-    ``child_rows[child]``: raw child rows grouped by parent ERP key
-    (``EntityMapping.group_child_rows``). ``held[entity]``: ERP key → row hash of records
-    the platform rejected at an earlier apply (stage ``apply``); while a row's hash is
-    unchanged it stays held, so ``record`` counts it as quarantined and the records that
-    reference it are quarantined too (``reference_quarantined``), instead of being planned
-    and deferred at every apply. ``record`` fills the first two from a result.
-    """
-
-    valid_keys: dict[str, Collection[str]] = field(default_factory=dict)
-    quarantined: dict[str, Collection[str]] = field(default_factory=dict)
-    child_rows: dict[str, Mapping[str, Sequence[Row]]] = field(default_factory=dict)
-    held: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    def record(self, entity: str, result: MapResult) -> None:
-        self.valid_keys[entity] = {d.erp_key for d in result.desired}
-        quarantined = {q.erp_key for q in result.quarantine if not q.child_only}
-        held = self.held.get(entity)
-        if held:
-            quarantined.update(
-                d.erp_key for d in result.desired if d.erp_hash and held.get(d.erp_key) == d.erp_hash
-            )
-        self.quarantined[entity] = quarantined
-
-
-@dataclass(slots=True)
-class MapResult:
-    """Mapped rows. Quarantined keys are *present* in the ERP: never infer a delete from them."""
-
-    desired: list[Desired] = field(default_factory=list)
-    quarantine: list[QuarantineEntry] = field(default_factory=list)
-    rows: int = 0  # rows read
-    filtered: int = 0  # rows skipped by the entity's filter (treated as absent from the ERP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +311,10 @@ class EntityMapping:
         self.self_ref: str | None = next(
             (f.name for f in self.fields if f.policy.ref == entity), None
         )  # the executor creates parents first: order by ``self_ref_depths``
-        self._refs = tuple((f.name, f.policy.ref) for f in self.fields if f.policy.ref not in (None, entity))
+        # (field, target entity) of references to other entities, checked against ``MapContext``
+        self.outer_refs: tuple[tuple[str, str], ...] = tuple(
+            (f.name, f.policy.ref) for f in self.fields if f.policy.ref not in (None, entity)
+        )
         self._sensitive = frozenset(f.name for f in self.fields if f.policy.sensitive)
         cols = [spec.key, *(c for f in self.fields for c in f.columns)]
         self._hash_cols = tuple(dict.fromkeys(cols))
@@ -363,11 +322,14 @@ class EntityMapping:
         # Salts every row hash: a row the platform rejected is held until its hash changes,
         # so a change of this entity's mapping (or its lookups) retries it too.
         self._salt = mapping_salt(spec, lookups)
-        self._unkeyed_forbidden = unkeyed_forbidden or spec.derive_key is not None
+        # A row without a natural key is quarantined (or gets a derived key): it could not
+        # be told apart from a platform record on a retry (a create is not idempotent).
+        self.unkeyed_forbidden = unkeyed_forbidden or spec.derive_key is not None
+        self.natural_key_fn = key_function(natural_key) if natural_key else None
         derive = spec.derive_key
-        self._derive_field = derive.field if derive and derive.template else None
-        self._derive_names = template_names(derive.template) if derive and derive.template else []
-        self._derive_template = derive.template if derive else None
+        self._derive: tuple[str, str, list[str]] | None = None  # (field, template, its names)
+        if derive is not None and derive.template:
+            self._derive = (derive.field, derive.template, template_names(derive.template))
         # The generated fast loop (``codegen``), built on first use; ``fastpath = False``
         # maps every row through the per-field path (same results, slower).
         self.fastpath = True
@@ -490,7 +452,7 @@ class EntityMapping:
         sensitive, personal = self._masking(field_)
         return mask_value_in(message, value) if sensitive or personal else message
 
-    def _entry(
+    def entry(
         self, key: str, field_: str | None, rule: str, message: str, value: Any, h: str
     ) -> QuarantineEntry:
         sensitive, personal = self._masking(field_)
@@ -506,11 +468,11 @@ class EntityMapping:
             column=self.column_of(field_),
         )
 
-    def _problems_entry(self, key: str, problems: list[Invalid], h: str) -> QuarantineEntry:
+    def problems_entry(self, key: str, problems: list[Invalid], h: str) -> QuarantineEntry:
         """One entry for a row with every problem it has: the first one's field, rule and value;
         the message names the others (field, ERP column, rule, message) too."""
         first, rest = problems[0], problems[1:]
-        entry = self._entry(key, first.field, first.rule, first.message, first.value, h)
+        entry = self.entry(key, first.field, first.rule, first.message, first.value, h)
         if not rest:
             return entry
         also = "; ".join(
@@ -520,7 +482,8 @@ class EntityMapping:
         )
         return replace(entry, message=f"{entry.message}; also {also}")
 
-    def _slow_fields(self, row: Row) -> list[Invalid]:
+    def field_problems(self, row: Row) -> list[Invalid]:
+        """Every field of ``row`` that breaks a rule (not only the first)."""
         problems = []
         for f in self.fields:
             try:
@@ -529,9 +492,17 @@ class EntityMapping:
                 problems.append(exc)
         return problems
 
-    def _fast_loop(self) -> tuple[LoopFn, str, int] | None:
-        """The generated loop for this entity (``None`` for entities with children)."""
-        if self.children or not self.fastpath:
+    def derived_key(self, row: Row, key: str) -> tuple[str, Any] | None:
+        """(field, value) the mapping's ``derive_key`` gives an unkeyed row; None when it has none."""
+        if self._derive is None:
+            return None
+        name, template, names = self._derive
+        return name, template_fn(template, names, {"erp_key": key})(row)
+
+    def generated_loop(self, *, force: bool = False) -> tuple[LoopFn, str, int] | None:
+        """The generated loop for this entity, its source and its number of caches, built on
+        first use; None for an entity with children, or with ``fastpath`` off (unless ``force``)."""
+        if self.children or not (self.fastpath or force):
             return None
         if self._fast is None:
             self._fast = build_loop(
@@ -541,9 +512,9 @@ class EntityMapping:
                 hash_cols=self._hash_cols,
                 salt=self._salt,
                 fields=self.fields,
-                refs=self._refs,
+                refs=self.outer_refs,
                 natural_key=self.natural_key,
-                unkeyed_forbidden=self._unkeyed_forbidden,
+                unkeyed_forbidden=self.unkeyed_forbidden,
                 has_filter=self.filter is not None,
             )
         return self._fast
@@ -551,323 +522,20 @@ class EntityMapping:
     def map_rows(
         self, rows: Iterable[Row], context: MapContext | None = None, *, fast: bool = True
     ) -> MapResult:
-        """Map ERP rows to desired records and quarantine entries. ``fast=False`` (or
-        ``fastpath = False``) maps every row through the per-field reference path alone:
-        ``sync.core.mapping.reference.reference_map_rows``; the results are the same."""
-        ctx = context or MapContext()
-        result = MapResult()
-        desired, quarantine = result.desired, result.quarantine
-        platform, entity = self.platform, self.entity
-        flt = self.filter
-        key_col = self.erp_key_field
-        fns = [(f.name, f.fn) for f in self.fields]
-        hash_cols = self._hash_cols
-        blake, sep, salt = hashlib.blake2b, _SEP, self._salt
-        nk = self.natural_key
-        keyfn = key_function(nk) if nk else None
-        refs = [
-            (name, target, ctx.valid_keys.get(target), ctx.quarantined.get(target) or ())
-            for name, target in self._refs
-        ]
-        children = [(c, ctx.child_rows.get(c.name), c.spec.column or c.name) for c in self.children]
-        seen: set[str] = set()  # erp keys met (mapped or quarantined)
-        dup_rows: dict[str, int] = {}
-        # Natural keys are not kept per row (a million tuples of folded strings): only
-        # their hashes, and the hashes met twice; ``_drop_collisions`` re-derives the keys
-        # of the few records that can collide.
-        nat_seen: set[int] = set()
-        nat_twice: set[int] = set()
+        """Map ERP rows to desired records and quarantine entries.
 
-        def slow(row: Row, total: int) -> None:
-            """One (filtered-in) row through the per-field path, with precise quarantine entries."""
-            key = key_text(row.get(key_col))
-            if key is None or key in seen:
-                if key is None:
-                    quarantine.append(
-                        self._entry("", key_col, "missing_key", f"row {total} has no ERP key", None, "")
-                    )
-                else:
-                    dup_rows[key] = dup_rows.get(key, 1) + 1
-                return
-            kids: dict[str, list[Row]] = {}
-            if children:
-                for child, grouped, column in children:
-                    if child.spec.source is None:
-                        embedded = row.get(column)
-                        kids[child.name] = list(embedded) if isinstance(embedded, list) else []
-                    else:
-                        kids[child.name] = list(grouped.get(key, ())) if grouped else []
-                h = self.row_hash(row, kids)
-            else:
-                text = sep.join(map(str, map(row.get, hash_cols)))
-                h = blake(text.encode("utf-8", "surrogatepass"), digest_size=16, salt=salt).hexdigest()
-            if "\x00" in key or not key.isprintable():
-                if has_surrogates(key):
-                    entry = self._entry(key, key_col, "invalid_text", "ERP key " + INVALID_TEXT, key, h)
-                else:
-                    entry = self._entry(key, key_col, "control_chars", "ERP key has control chars", key, h)
-                quarantine.append(entry)
-                seen.add(key)
-                return
-            if len(key) > MAX_KEY_LENGTH:
-                msg = f"ERP key is {len(key)} characters long; erpsync keeps keys of up to {MAX_KEY_LENGTH}"
-                quarantine.append(self._entry(key, key_col, "key_too_long", msg, key, h))
-                seen.add(key)
-                return
-            try:
-                fields = {}
-                for name, fn in fns:
-                    value = fn(row)
-                    if value is not None:
-                        fields[name] = value
-            except Invalid:
-                quarantine.append(self._problems_entry(key, self._slow_fields(row), h))
-                seen.add(key)
-                return
-            bad = None
-            for name, _target, valid, quarantined in refs:
-                value = fields.get(name)
-                if value is None:
-                    continue
-                if value.__class__ is str:
-                    # References repeat a few target keys across many rows: share one string.
-                    fields[name] = value = intern(value)
-                if value in quarantined or (valid is not None and value not in valid):
-                    bad = self._check_refs(key, fields, refs, h)
-                    break
-            if bad is not None:
-                quarantine.append(bad)
-                seen.add(key)
-                return
-            mapped_children: dict[str, list[dict[str, Any]]] = {}
-            set_aside: list[tuple[ChildMapping, ChildProblem]] = []
-            for child, _, _ in children:
-                items, rejected = child.map(kids[child.name])
-                mapped_children[child.name] = items
-                set_aside.extend((child, p) for p in rejected)
-            kv: tuple[tuple[str, str], ...] = ()
-            if keyfn is not None:
-                kv = keyfn(fields)
-                if not kv and self._unkeyed_forbidden:
-                    if self._derive_field is None:
-                        rule = "unkeyed_employee" if entity == "employees" else "unkeyed"
-                        msg = f"no {' or '.join(nk)} and key derivation is off"
-                        quarantine.append(self._entry(key, nk[0], rule, msg, None, h))
-                        seen.add(key)
-                        return
-                    fields[self._derive_field] = template_fn(
-                        self._derive_template or "", self._derive_names, {"erp_key": key}
-                    )(row)
-                    kv = keyfn(fields)
-            seen.add(key)
-            for nat in kv:
-                nh = hash(nat)
-                if nh in nat_seen:
-                    nat_twice.add(nh)
-                else:
-                    nat_seen.add(nh)
-            if set_aside:
-                quarantine.append(self._child_entry(key, set_aside, h))
-            desired.append(
-                Desired.packed(
-                    platform,
-                    entity,
-                    key,
-                    field_names(tuple(fields)),
-                    tuple(fields.values()),
-                    mapped_children or NO_CHILDREN,
-                    bytes.fromhex(h),
-                )
-            )
-
-        loop_fn = self._fast_loop() if fast else None
-        if loop_fn is not None:
-            # Valid rows straight through the generated loop; any other row goes to ``slow``.
-            loop, _, n_caches = loop_fn
-            refsets = [(valid, quarantined) for _, _, valid, quarantined in refs]
-            caches: list[dict[Any, Any]] = [{} for _ in range(n_caches)]
-            total, filtered = loop(rows, seen, desired, nat_seen, nat_twice, slow, flt, refsets, caches)
-        else:
-            total = filtered = 0
-            for row in rows:
-                total += 1
-                if flt is not None and not flt(row):
-                    filtered += 1
-                    continue
-                slow(row, total)
-
-        result.rows, result.filtered = total, filtered
-        seen.clear()
-        nat_seen.clear()
-        if dup_rows:
-            self._drop_duplicates(result, dup_rows)
-        if nk and nat_twice:
-            self._drop_collisions(result, nat_twice)
-        if self.self_ref is not None:
-            self._check_self_refs(result, ctx)
-        if self.children:  # one entry per row: a parent quarantined later drops its child entry
-            whole = {q.erp_key for q in result.quarantine if not q.child_only}
-            if whole:
-                result.quarantine = [
-                    q for q in result.quarantine if not (q.child_only and q.erp_key in whole)
-                ]
-        return result
-
-    def _child_entry(
-        self, key: str, set_aside: Sequence[tuple[ChildMapping, ChildProblem]], h: str
-    ) -> QuarantineEntry:
-        """One entry for the child rows of ``key`` set aside; the parent itself syncs."""
-        first = set_aside[0][1]
-        parts = [
-            f"{c.name} row {p.row} ({p.field.split('.', 1)[1]}: {p.rule}: {p.message})"
-            for c, p in set_aside[:5]
-        ]
-        more = f"; and {len(set_aside) - 5} more" if len(set_aside) > 5 else ""
-        n = len(set_aside)
-        msg = (
-            f"{n} child row{'s' if n > 1 else ''} set aside, {self.entity} {key!r} syncs with the others "
-            f"(the platform's own entries for those keys are left as they are): {'; '.join(parts)}{more}"
-        )
-        entry = self._entry(key, first.field, first.rule, msg, first.value, h)
-        held = tuple(dict.fromkeys((c.name, c.key, p.key) for c, p in set_aside))
-        return replace(entry, set_aside=held)
-
-    def _check_refs(
-        self,
-        key: str,
-        fields: Mapping[str, Any],
-        refs: Sequence[tuple[str, str, Collection[str] | None, Collection[str]]],
-        h: str,
-    ) -> QuarantineEntry | None:
-        for name, target, valid, quarantined in refs:
-            value = fields.get(name)
-            if value is None:
-                continue
-            if value in quarantined:
-                msg = f"references {target} {value!r}, which is quarantined"
-                return self._entry(key, name, "reference_quarantined", msg, value, h)
-            if valid is not None and value not in valid:
-                msg = f"references {target} {value!r}, which is not in the ERP data"
-                return self._entry(key, name, "dangling_reference", msg, value, h)
-        return None
-
-    def _drop_duplicates(
-        self,
-        result: MapResult,
-        dup_rows: Mapping[str, int],
-    ) -> None:
-        """Every row of a duplicated ERP key is quarantined: we cannot tell which one is right."""
-        hashes = {d.erp_key: d.erp_hash for d in result.desired if d.erp_key in dup_rows}
-        result.quarantine = [q for q in result.quarantine if q.erp_key not in dup_rows]
-        for key, count in dup_rows.items():
-            msg = f"{count} ERP rows share this key"
-            result.quarantine.append(
-                self._entry(key, self.erp_key_field, "duplicate_erp_key", msg, key, hashes.get(key, ""))
-            )
-        result.desired = [d for d in result.desired if d.erp_key not in dup_rows]
-
-    def _drop_collisions(self, result: MapResult, twice: Collection[int]) -> None:
-        """Two ERP rows on one platform natural key would both adopt one remote record.
-
-        ``twice``: hashes of the natural keys met more than once while mapping; a key
-        whose hash is not among them belongs to one row only.
+        Valid rows go through the generated loop; every other row, and every row when
+        ``fast=False`` or ``fastpath = False``, through the reference path
+        (``reference.map_row``). The results are the same.
         """
-        keyfn = key_function(self.natural_key)
-        owners: dict[tuple[str, str], str] = {}
-        clashes: dict[str, tuple[str, str, str]] = {}  # erp key → (other key, field, value)
-        for d in result.desired:
-            for nat in keyfn(d.fields):
-                if hash(nat) not in twice:
-                    continue
-                other = owners.setdefault(nat, d.erp_key)
-                if other != d.erp_key:
-                    clashes.setdefault(d.erp_key, (other, nat[0], nat[1]))
-                    clashes.setdefault(other, (d.erp_key, nat[0], nat[1]))
-        if not clashes:
-            return
-        kept = []
-        for d in result.desired:
-            clash = clashes.get(d.erp_key)
-            if clash is None:
-                kept.append(d)
-                continue
-            other, key_field, _ = clash
-            field_ = key_field.split("+", 1)[0]
-            msg = f"same {key_field} as ERP row {other!r} (case and spaces are ignored)"
-            value = d.get(field_)
-            result.quarantine.append(
-                self._entry(d.erp_key, field_, "natural_key_collision", msg, value, d.erp_hash)
-            )
-        result.desired = kept
-
-    def _check_self_refs(self, result: MapResult, ctx: MapContext) -> None:
-        """Parents inside the batch (or known to the context) must exist and not be quarantined."""
-        ref = self.self_ref
-        assert ref is not None
-        by_key = {d.erp_key: d for d in result.desired}
-        outside = ctx.valid_keys.get(self.entity, ())
-        quarantined = {q.erp_key for q in result.quarantine if not q.child_only}
-        quarantined |= set(ctx.quarantined.get(self.entity, ()))
-        held = ctx.held.get(self.entity)
-        if held:  # a parent the platform rejected earlier holds its subtree too
-            quarantined |= {
-                d.erp_key for d in result.desired if d.erp_hash and held.get(d.erp_key) == d.erp_hash
-            }
-        bad: dict[str, QuarantineEntry] = {}
-        changed = True
-        while changed:  # a quarantined parent quarantines its whole subtree
-            changed = False
-            for d in result.desired:
-                parent = d.get(ref)
-                if parent is None or d.erp_key in bad:
-                    continue
-                entry = None
-                if parent in quarantined or parent in bad:
-                    msg = f"parent {self.entity} {parent!r} is quarantined"
-                    entry = self._entry(d.erp_key, ref, "reference_quarantined", msg, parent, d.erp_hash)
-                elif parent not in by_key and parent not in outside:
-                    msg = f"parent {self.entity} {parent!r} is not in the ERP data"
-                    entry = self._entry(d.erp_key, ref, "dangling_reference", msg, parent, d.erp_hash)
-                if entry is not None:
-                    bad[d.erp_key] = entry
-                    changed = True
-        for key in _cycle_members(result.desired, ref, bad):
-            d = by_key[key]
-            msg = f"{self.entity} parents form a cycle through {d.get(ref)!r}"
-            bad[key] = self._entry(key, ref, "reference_cycle", msg, d.get(ref), d.erp_hash)
-        if bad:
-            result.desired = [d for d in result.desired if d.erp_key not in bad]
-            result.quarantine.extend(bad.values())
-
-
-def _cycle_members(desired: Sequence[Desired], ref: str, bad: Mapping[str, Any]) -> list[str]:
-    """Keys whose parent chain never reaches a root (they sit on or below a cycle)."""
-    depths = self_ref_depths([d for d in desired if d.erp_key not in bad], ref)
-    return [d.erp_key for d in desired if d.erp_key not in bad and d.erp_key not in depths]
-
-
-def self_ref_depths(desired: Sequence[Desired], ref: str) -> dict[str, int]:
-    """Depth of each record in a self-referencing entity (roots 0); records on a cycle are absent.
-
-    The executor creates categories by increasing depth (parents before children, one
-    level per batch, smartkasa.md §5.2). A parent outside ``desired`` counts as a root.
-    """
-    parent_of = {d.erp_key: d.get(ref) for d in desired}
-    depth: dict[str, int] = {}
-    for start in parent_of:
-        path: list[str] = []
-        on_path: set[str] = set()
-        node: str | None = start
-        base = -1
-        while node is not None and node in parent_of and node not in depth:
-            if node in on_path:  # cycle
-                path = []
-                break
-            path.append(node)
-            on_path.add(node)
-            node = parent_of[node]
-        else:
-            base = depth[node] if node is not None and node in depth else -1
-        for i, key in enumerate(reversed(path)):
-            depth[key] = base + 1 + i
-    return depth
+        built = self.generated_loop() if fast else None
+        if built is None:
+            return reference.reference_map_rows(self, rows, context)
+        run = reference.start_run(self, context)
+        loop, _, n_caches = built
+        refsets = [(valid, quarantined) for _, _, valid, quarantined in run.refs]
+        caches: list[dict[Any, Any]] = [{} for _ in range(n_caches)]
+        slow = partial(reference.map_row, run)
+        seen, desired, nat_seen, nat_twice = run.seen, run.result.desired, run.nat_seen, run.nat_twice
+        total, filtered = loop(rows, seen, desired, nat_seen, nat_twice, slow, self.filter, refsets, caches)
+        return reference.finish_run(run, total, filtered)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from sync.core.mapping.compiled import EntityMapping, MapContext, MapResult
+from sync.core.mapping.compiled import EntityMapping
+from sync.core.mapping.results import MapContext, MapResult
 from sync.core.mapping.transforms import Row
 from sync.core.records import EntityPolicy, Platform
 from sync.errors import MappingError
