@@ -131,7 +131,7 @@ class SqlSource:
                     return
                 fix_key = key is not None and key in columns
                 # Whole batches (fetchmany) and one dict per row, built straight from the tuple.
-                for part in result.partitions():
+                for part in result.partitions(self.config.batch_size):
                     for row in part:
                         out = dict(zip(columns, row, strict=True))
                         if fix_key:

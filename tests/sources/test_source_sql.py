@@ -143,3 +143,34 @@ def test_only_ascii_integer_keys_name_a_row_of_an_integer_column(db: str, key: s
     assert [r["matricula"] for r in src.read_keys("employees", [key, "2"])] == ["2"]
     assert src.write_back("employees", "matricula", key, {"email": "x@acme.com"}) == 0
     assert next(src.read_keys("employees", ["3"]))["email"] == "p3@acme.com"
+
+
+class _CountingCursor(sqlite3.Cursor):
+    fetches: list[int | None] = []
+
+    def fetchmany(self, size: int | None = None) -> list[object]:  # type: ignore[override]
+        rows = super().fetchmany() if size is None else super().fetchmany(size)
+        _CountingCursor.fetches.append(len(rows))
+        return rows
+
+
+class _CountingConnection(sqlite3.Connection):
+    def cursor(self, factory: object = _CountingCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(_CountingCursor)
+
+
+def test_a_read_fetches_batch_size_rows_per_round_trip(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``batch_size`` rows per fetch (the DB-API default, one row, made a fetch per row)."""
+    import sqlite3.dbapi2  # what SQLAlchemy's pysqlite dialect connects through
+
+    connect = sqlite3.dbapi2.connect
+
+    def counting(*args: object, **kw: object) -> sqlite3.Connection:
+        return connect(*args, **{**kw, "factory": _CountingConnection})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", counting)
+    _CountingCursor.fetches = []
+    src = source(db, employees={"table": "funcionarios", "key": "matricula"})  # batch_size 3
+    assert len(list(src.read("employees"))) == 10
+    src.close()
+    assert _CountingCursor.fetches == [3, 3, 3, 1, 0]
