@@ -57,7 +57,7 @@ from sync.engine.inbound import (
     write_units,
 )
 from sync.engine.inbound_fields import RecordError, get, shown
-from sync.errors import ConfigError, ErpsyncError, utcnow
+from sync.errors import ConfigError, ErpsyncError, StatusError, utcnow
 from sync.observability import metrics
 from sync.redact import scrub
 from sync.sinks.base import Sink
@@ -66,6 +66,12 @@ from sync.state.store import StateStore
 log = logging.getLogger(__name__)
 
 EPI_STREAMS = ("withdrawals", "returns", "exchanges", "training_records")
+# Streams with no documented REST endpoint (smartepi.md §3.9: training records are seen only as
+# a webhook event). A server that does not serve one answers 404/405, or, like API Gateway for
+# an unknown resource, 403 {"message":"Missing Authentication Token"}: the stream is then marked
+# unavailable (a warning, cursor untouched, no error) and the others go on.
+OPTIONAL_STREAMS = frozenset({(EPI, "training_records")})
+_UNKNOWN_ROUTE_403 = "missing authentication token"
 KASA_STREAMS = ("shifts", "z_reports", "stock")
 FLUSH_ROWS = 1000
 PAGE_LIMIT = 100
@@ -82,6 +88,7 @@ class StreamResult:
     cursor_before: str | None = None
     cursor_after: str | None = None
     error: str | None = None  # the stream stopped here; the others went on
+    unavailable: str | None = None  # the platform does not serve this stream: skipped, no error
 
 
 @dataclass(slots=True)
@@ -237,11 +244,38 @@ class Puller:
             self.hold(KASA, stream, record, err, err.reason(stream, rid))
             return None
 
-    async def run(self, result: StreamResult, work: Any) -> StreamResult:
+    def _not_served(self, result: StreamResult, exc: BaseException, key_works: bool) -> bool:
+        """Whether ``exc`` says the platform has no endpoint for this optional stream. A 403
+        counts when its body is API Gateway's unknown-route text, or when another stream of the
+        same platform was read in this run (the key works, so the 403 is about the path)."""
+        if (result.platform, result.stream) not in OPTIONAL_STREAMS or not isinstance(exc, StatusError):
+            return False
+        if exc.status in (404, 405):
+            return True
+        if exc.status == 403:
+            return key_works or _UNKNOWN_ROUTE_403 in str(exc.message).lower()
+        return False
+
+    async def run(self, result: StreamResult, work: Any, *, key_works: bool = False) -> StreamResult:
         """The error boundary of one stream: a failure is recorded, never propagated."""
         try:
             await work(result)
         except Exception as exc:
+            if self._not_served(result, exc, key_works):
+                status = getattr(exc, "status", None)
+                result.unavailable = f"the API answered {status}: this stream has no endpoint there"
+                log.warning(
+                    "pull %s %s/%s unavailable: the API answered %s (it documents no endpoint for"
+                    " it); skipped, cursor stays at %s, the other streams went on. Nothing to fix:"
+                    " subscribe the webhook to training_record.created to receive these records;"
+                    " the next pull asks again.",
+                    self.tenant,
+                    result.platform,
+                    result.stream,
+                    status,
+                    result.cursor_before,
+                )
+                return result
             result.error = _error_text(exc)
             log.warning(
                 "pull %s %s/%s stopped: %s (cursor stays at %s)",
@@ -487,7 +521,8 @@ async def _pull_platform(
             else:
                 await kasa[stream](client, result)
 
-        summary.streams.append(await puller.run(StreamResult(platform, stream), work))
+        key_works = any(s.platform == platform and not s.error for s in summary.streams)
+        summary.streams.append(await puller.run(StreamResult(platform, stream), work, key_works=key_works))
     summary.requests[platform] = client.counters.total - before
 
 

@@ -33,6 +33,7 @@ from sync.sandbox.smartepi.problems import (
     bad_request,
     gateway_parts,
     method_not_allowed,
+    problem_parts,
     problem_response,
     rate_limited_parts,
     request_id,
@@ -104,6 +105,36 @@ def _auth_middleware(store: Store) -> Callable[[ASGIApp], ASGIApp]:
             await app(scope, receive, send)
 
         return gateway
+
+    return wrap
+
+
+GATEWAY_MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
+
+
+def _unserved_middleware(config: SmartEPISandboxConfig) -> Callable[[ASGIApp], ASGIApp]:
+    """``training_records`` other than "serve": /v1/training-records does not exist. API Gateway
+    answers an unknown resource before the authorizer runs, so this sits outside the key check."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def unserved(scope: Scope, receive: Receive, send: Send) -> None:
+            mode = config.training_records
+            path = scope.get("path", "") if scope["type"] == "http" else ""
+            unserved_path = path == "/v1/training-records" or path.startswith("/v1/training-records/")
+            if mode != "serve" and unserved_path:
+                if mode == "403":
+                    code, headers, body = 403, [(b"content-type", b"application/json")], GATEWAY_MISSING_TOKEN
+                else:
+                    code = int(mode)
+                    token = "not_found" if code == 404 else "method_not_allowed"
+                    code, headers, body = problem_parts(code, token, f"No route for {path}")
+                headers = [*headers, (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": code, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await app(scope, receive, send)
+
+        return unserved
 
     return wrap
 
@@ -301,6 +332,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))
     app.add_middleware(_Wrapped, wrap=_auth_middleware(store))
+    app.add_middleware(_Wrapped, wrap=_unserved_middleware(sandbox.config))
     app.add_middleware(_Wrapped, wrap=injector.wrap)
     return app
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from sync.sandbox.smartepi.params import FilterMode
@@ -31,3 +33,7 @@ class SmartEPISandboxConfig(BaseModel):
     # strict: undocumented query parameters are 400; lenient: ignored; ignore: list filters
     # are ignored as well (unfiltered pages), to prove clients confirm lookup hits locally
     list_filters: FilterMode = "strict"
+    # /training-records has no documented endpoint (contract §3.9): "serve" it (our assumption,
+    # §5.5), or answer as a contract-only server would: 404 problem, 405 problem, or API
+    # Gateway's 403 {"message":"Missing Authentication Token"} for an unknown resource.
+    training_records: Literal["serve", "404", "405", "403"] = "serve"

@@ -1,0 +1,80 @@
+"""Audit finding 1: ``/training-records`` is not a documented endpoint (contract §3.9). A server
+that does not serve it (404, 405, or API Gateway's 403 "Missing Authentication Token") must not
+make ``erpsync pull`` fail: the stream is marked unavailable, its cursor stays, the others go on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from epi_env import API_KEY, EpiEnv
+from typer.testing import CliRunner
+
+from sync.cli import app
+from sync.state.store import StateStore
+
+
+@pytest.mark.parametrize("mode", ["404", "405", "403"])
+def test_pull_skips_a_training_records_endpoint_the_server_does_not_serve(
+    tmp_path: Path, serve: Any, mode: str, caplog: Any
+) -> None:
+    env = EpiEnv()
+    env.sandbox.config.training_records = mode
+    env.generate("withdrawals", 15, seed=4)
+    server = serve(env.app)
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    store = StateStore(state_url)
+    env.bind_all(store, "acme")
+    store.set_cursor("acme", "smartepi", "training_records", "2020-01-01T00:00:00.000000Z")
+    config = {
+        "state_url": state_url,
+        "tenants": {
+            "acme": {
+                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
+                "mappings": ["none.yaml"],
+                "smartepi": {"base_url": f"{server.url}/v1", "api_key": API_KEY},
+                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
+            }
+        },
+    }
+    path = tmp_path / "erpsync.yaml"
+    path.write_text(yaml.safe_dump(config))
+    caplog.set_level(logging.WARNING, logger="sync.engine.pull")
+    result = CliRunner().invoke(app, ["pull", "--config", str(path), "--since", "2000-01-01"])
+    assert result.exit_code == 0, result.output
+    assert "stopped" not in result.output and API_KEY not in result.output
+    # the other streams went on
+    assert len((tmp_path / "out" / "withdrawals.jsonl").read_text().splitlines()) == 15
+    assert store.get_cursor("acme", "smartepi", "withdrawals") is not None
+    # cursor untouched, one warning naming the stream
+    assert store.get_cursor("acme", "smartepi", "training_records") == "2020-01-01T00:00:00.000000Z"
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1 and "training_records" in warnings[0].getMessage()
+
+
+def test_a_rejected_key_is_still_an_error_for_training_records(tmp_path: Path, serve: Any) -> None:
+    """Only an unknown route is "unavailable": a key the gateway denies (403 deny body) on a
+    pull of training records alone stays an error, exit code 1."""
+    env = EpiEnv()
+    server = serve(env.app)
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    config = {
+        "state_url": state_url,
+        "tenants": {
+            "acme": {
+                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
+                "mappings": ["none.yaml"],
+                "smartepi": {"base_url": f"{server.url}/v1", "api_key": "sk_wrong_key"},
+                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
+            }
+        },
+    }
+    path = tmp_path / "erpsync.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["pull", "--config", str(path), "--stream", "training_records"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "stopped" in result.output
