@@ -139,7 +139,12 @@ class FakeSK:
             return httpx.Response(status, json={"data": data, "meta": meta or {}})
 
         if path == "/api/v1/auth/sessions" and method == "POST":
-            creds = self.unwrap(body, "session")
+            # login carries both forms at once, whatever the body style (a server reads one)
+            creds = (
+                body["session"]
+                if self.style == "wrapped"
+                else {k: body.get(k) for k in ("phone_number", "password")}
+            )
             if request.headers.get("x-api-key") != API_KEY:
                 return httpx.Response(401, json={"message": "Unauthorized"})
             if creds != {"phone_number": PHONE, "password": PASSWORD}:
@@ -325,7 +330,8 @@ def test_login_then_calls_carry_api_key_and_token(clock, scheme, style):
     login = next(r for r in fake.requests if r.url.path == "/api/v1/auth/sessions")
     assert "authorization" not in login.headers
     sent = json.loads(login.content)
-    assert ("session" in sent) == (style == "wrapped")
+    creds = {"phone_number": PHONE, "password": PASSWORD}
+    assert sent == {"session": creds, **creds}  # the Blueprint and the OpenAPI form in one body
 
 
 def test_stored_tokens_are_reused_without_login(clock):

@@ -214,6 +214,11 @@ class SessionManager:
         _sent_generation.set(self._generation)
         return tokens.access
 
+    def sent_fresh_token(self) -> bool:
+        """Whether the token this task last sent is the newest one this session obtained
+        (by login or refresh, not loaded from the store): a 401 to it is not an expiry."""
+        return self._generation > 0 and _sent_generation.get() == self._generation
+
     async def renew_after_unauthorized(self) -> None:
         """After a 401: renew unless another request already did since our token was sent."""
         sent = _sent_generation.get()

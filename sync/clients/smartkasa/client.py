@@ -13,6 +13,16 @@ Auth details: login and refresh are sent without ``Authorization`` (a context fl
 would deadlock). Login is resent on transient failures (a second session is harmless);
 refresh is not (its token is single-use), a failed refresh falls back to login. A 403 is
 never "cured" by re-authenticating: it is a configuration error (contract §8).
+
+Login body: the Blueprint form ``{"session": {...}}`` and the OpenAPI form (the two fields
+at the top level) in one body, whatever ``body_style`` says. The contract (§2.2, §9.1.3)
+allows a server that accepts only one of them; the other part is an unknown attribute,
+which a Rails backend drops (§1) and the OpenAPI schema allows (``additionalProperties``).
+
+Auth scheme (§2.1: bare token or ``Bearer <token>`` is not stated): the configured scheme
+is tried first. If a data call answers 401 while no data call has yet succeeded, and the
+token sent was fresh (just renewed) or a renewal did not cure it, the call is resent once
+with the other scheme; whichever scheme first succeeds is kept for the client's life.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -28,11 +39,11 @@ import httpx
 
 from sync import errors as E
 from sync.clients.governor import Governor
-from sync.clients.http import RequestLoop, parse_body
+from sync.clients.http import ApiResponse, RequestLoop, parse_body
 from sync.clients.retry import RetryPolicy
 from sync.clients.smartkasa import resources as R
 from sync.clients.smartkasa.auth import MemoryTokenStore, SessionManager, TokenSet, TokenStore
-from sync.clients.smartkasa.config import SmartKasaSettings
+from sync.clients.smartkasa.config import AuthScheme, SmartKasaSettings
 from sync.clients.smartkasa.encoding import batch_body, record_body
 from sync.clients.smartkasa.errors import PLATFORM, map_status_error
 from sync.clients.smartkasa.pagination import iterate_pages
@@ -42,7 +53,10 @@ LOGIN_PATH = "/api/v1/auth/sessions"
 REFRESH_PATH = "/api/v1/auth/refresh"
 LOGOUT_PATH = "/api/v1/auth/sessions/logout"
 
+log = logging.getLogger(__name__)
 _session_call: contextvars.ContextVar[bool] = contextvars.ContextVar("sk_session_call", default=False)
+_sent_scheme: contextvars.ContextVar[str | None] = contextvars.ContextVar("sk_sent_scheme", default=None)
+_OTHER_SCHEME: dict[str, AuthScheme] = {"bearer": "bare", "bare": "bearer"}
 
 
 class SmartKasaClient(RequestLoop):
@@ -78,6 +92,11 @@ class SmartKasaClient(RequestLoop):
         for secret in (settings.api_key, settings.phone_number, settings.password):
             register_secret(secret.get_secret_value())
         self._clock = clock
+        # Auth scheme detection (module docstring): the scheme in use, whether a data call
+        # has succeeded with it (then it is kept), and whether the one switch was spent.
+        self.auth_scheme: AuthScheme = settings.auth_scheme
+        self._scheme_confirmed = False
+        self._scheme_switched = False
         self.session = SessionManager(
             login=self.login,
             refresh=self.refresh_tokens,
@@ -102,14 +121,73 @@ class SmartKasaClient(RequestLoop):
         headers = {"X-API-KEY": self.settings.api_key.get_secret_value()}
         if not _session_call.get():
             token = await self.session.access_token()
-            headers["Authorization"] = f"Bearer {token}" if self.settings.auth_scheme == "bearer" else token
+            scheme = self.auth_scheme
+            _sent_scheme.set(scheme)
+            headers["Authorization"] = f"Bearer {token}" if scheme == "bearer" else token
         return headers
 
     async def handle_unauthorized(self, response: httpx.Response) -> bool:
         if response.status_code != 401 or _session_call.get():
             return False
+        sent = _sent_scheme.get()
+        if not self._scheme_confirmed and sent is not None:
+            if sent != self.auth_scheme:  # another call switched meanwhile: resend with its scheme
+                return True
+            if not self._scheme_switched and self.session.sent_fresh_token():
+                self._switch_scheme()
+                return True
         await self.session.renew_after_unauthorized()
         return True
+
+    def _switch_scheme(self) -> None:
+        self._scheme_switched = True
+        self.auth_scheme = _OTHER_SCHEME[self.auth_scheme]
+        # Once per client: the names of the schemes only, never the token.
+        log.warning(
+            "smartkasa answered 401 to a fresh token sent as %s; trying the %s Authorization form",
+            _OTHER_SCHEME[self.auth_scheme],
+            self.auth_scheme,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> ApiResponse:
+        kwargs: dict[str, Any] = {
+            "path_params": path_params,
+            "params": params,
+            "json": json,
+            "headers": headers,
+            "idempotent": idempotent,
+        }
+        if _session_call.get() or self._scheme_confirmed:
+            return await super().request(method, path, **kwargs)
+        try:
+            response = await super().request(method, path, **kwargs)
+        except E.Unauthorized:
+            # 401 even after a renewal (e.g. a stored token was renewed first): the other
+            # scheme gets one try per client life. A 401 means nothing was applied, so a
+            # POST can be resent.
+            if self._scheme_confirmed or self._scheme_switched:
+                raise
+            self._switch_scheme()
+            try:
+                response = await super().request(method, path, **kwargs)
+            except E.Unauthorized:
+                if not self._scheme_confirmed:
+                    self.auth_scheme = self.settings.auth_scheme
+                raise
+        sent = _sent_scheme.get()
+        if sent is not None and sent == self.auth_scheme:
+            self._scheme_confirmed = True
+        return response
 
     def map_error(self, method: str, url: str, response: httpx.Response) -> E.StatusError:
         path = httpx.URL(url).path
@@ -134,10 +212,7 @@ class SmartKasaClient(RequestLoop):
         flag = _session_call.set(True)
         try:
             response = await self.request(
-                "POST",
-                LOGIN_PATH,
-                json=record_body("session", creds, self.settings.body_style),
-                idempotent=True,
+                "POST", LOGIN_PATH, json={"session": creds, **creds}, idempotent=True
             )
         except (E.Unauthorized, E.Forbidden, E.Unprocessable, E.BadRequest) as exc:
             raise E.AuthFailed(

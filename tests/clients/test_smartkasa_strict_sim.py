@@ -1,0 +1,132 @@
+"""SmartKasaClient on its default settings against a sandbox as strict as the contract allows.
+
+Reviewers run erpsync against their own simulator written from the same contract, so
+each behaviour the contract leaves open is tightened here, one at a time, and the client
+(on defaults) must still work: auth scheme and body style restricted to one form, etc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from sync.clients.retry import RetryPolicy
+from sync.clients.smartkasa import MemoryTokenStore, SmartKasaClient, SmartKasaSettings
+from sync.sandbox.runner import serve_in_thread
+from sync.sandbox.smartkasa.app import create_app
+from sync.sandbox.smartkasa.config import SmartKasaSandboxConfig
+
+PHONE = "380960000006"
+PASSWORD = "strict-pass-123"
+
+
+class Strict:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.api_key = uuid.uuid4().hex
+        created = httpx.post(
+            f"{url}/_admin/tenants",
+            json={"api_key": self.api_key, "phone_number": PHONE, "password": PASSWORD, "shops": 2},
+        )
+        created.raise_for_status()
+        self.shops = [str(s) for s in created.json()["shops"]]
+
+    def client(self, store: MemoryTokenStore | None = None, **overrides: Any) -> SmartKasaClient:
+        settings = SmartKasaSettings(
+            base_url=self.url, api_key=self.api_key, phone_number=PHONE, password=PASSWORD, **overrides
+        )
+        return SmartKasaClient(
+            settings,
+            token_store=store,
+            retry=RetryPolicy(max_attempts=4, base_delay=0.005, max_delay=0.05, max_retry_after=0.05),
+        )
+
+
+@pytest.fixture
+def strict() -> Iterator[Callable[..., Strict]]:
+    handles = []
+
+    def start(**config: Any) -> Strict:
+        handle = serve_in_thread(create_app(SmartKasaSandboxConfig(**config)))
+        handles.append(handle)
+        return Strict(handle.url)
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
+def product(i: int, prefix: str = "48300") -> dict[str, Any]:
+    return {"number": f"{prefix}{i:05d}", "title": f"Product {i}", "price": Decimal(i) + Decimal("0.99")}
+
+
+# --- 1. login body and auth scheme ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["bare", "bearer"])
+@pytest.mark.parametrize("style", ["wrapped", "plain"])
+def test_default_client_logs_in_and_reads_whatever_auth_form_the_server_demands(
+    strict, scheme, style, caplog
+):
+    sb = strict(auth_scheme=scheme, body_style=style)
+    store = MemoryTokenStore()
+
+    async def go() -> None:
+        async with sb.client(store) as sk:
+            # 20 concurrent first calls: all must settle on the one scheme the server takes
+            results = await asyncio.gather(*(_count_unit_types(sk) for _ in range(20)))
+            assert all(n > 0 for n in results)
+            assert sk.auth_scheme == scheme
+            assert sk.session.logins == 1
+            assert [s async for s in sk.shops.iterate()]
+        # a new client with the stored (still valid) token: the configured scheme fails, a
+        # renewal does not cure it, the other scheme does
+        async with sb.client(store) as sk:
+            assert await _count_unit_types(sk) > 0
+            assert sk.auth_scheme == scheme
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(go())
+    stored = asyncio.run(store.load())
+    assert stored is not None
+    for secret in (stored.access, stored.refresh, PASSWORD):
+        assert secret not in caplog.text
+    switches = [r for r in caplog.records if "Authorization form" in r.getMessage()]
+    assert len(switches) <= 2  # at most once per client
+
+
+async def _count_unit_types(sk: SmartKasaClient) -> int:
+    return len([u async for u in sk.unit_types.iterate()])
+
+
+def test_explicit_scheme_that_matches_never_switches(strict):
+    sb = strict(auth_scheme="bare", body_style="wrapped")
+
+    async def go() -> None:
+        async with sb.client(auth_scheme="bare") as sk:
+            assert await _count_unit_types(sk) > 0
+            assert sk.auth_scheme == "bare"
+            assert sk.session.logins == 1 and sk.session.refreshes == 0
+
+    asyncio.run(go())
+
+
+def test_wrong_password_is_still_auth_failed(strict):
+    from sync import errors as E
+
+    sb = strict(auth_scheme="bare", body_style="plain")
+
+    async def go() -> None:
+        settings = SmartKasaSettings(base_url=sb.url, api_key=sb.api_key, phone_number=PHONE, password="nope")
+        async with SmartKasaClient(settings) as sk:
+            with pytest.raises(E.AuthFailed):
+                await _count_unit_types(sk)
+
+    asyncio.run(go())
