@@ -47,6 +47,7 @@ class FakeApi:
 
 def client_for(api, **kw):
     kw.setdefault("retry", RetryPolicy(max_attempts=2, max_total_delay=0.01, base_delay=0.001))
+    kw.setdefault("key_activation_wait", 0.0)  # a 403 is final at once (the wait has its own tests)
     return SmartEPIClient(
         "https://epi.test/v1", KEY, account="acme", transport=httpx.MockTransport(api), **kw
     )

@@ -253,7 +253,9 @@ def test_bad_keys_are_terminal_auth_errors(tenant):
             return {}
 
     async def go():
-        async with SmartEPIClient(server + "/v1", "sk_test_wrong_key", account="t", retry=FAST) as wrong:
+        async with SmartEPIClient(
+            server + "/v1", "sk_test_wrong_key", account="t", retry=FAST, key_activation_wait=0.2
+        ) as wrong:
             with pytest.raises(Forbidden) as forbidden:
                 await wrong.sectors.get("x")
         async with NoAuth(server + "/v1", "sk_test_unused", account="t", retry=FAST) as anon:

@@ -55,9 +55,12 @@ def test_pull_skips_a_training_records_endpoint_the_server_does_not_serve(
     assert len(warnings) == 1 and "training_records" in warnings[0].getMessage()
 
 
-def test_a_rejected_key_is_still_an_error_for_training_records(tmp_path: Path, serve: Any) -> None:
+def test_a_rejected_key_is_still_an_error_for_training_records(
+    tmp_path: Path, serve: Any, monkeypatch: Any
+) -> None:
     """Only an unknown route is "unavailable": a key the gateway denies (403 deny body) on a
     pull of training records alone stays an error, exit code 1."""
+    monkeypatch.setattr("sync.clients.smartepi.client.KEY_ACTIVATION_WAIT_S", 0.2)  # not 90 s
     env = EpiEnv()
     server = serve(env.app)
     state_url = f"sqlite:///{tmp_path}/state.db"

@@ -1,0 +1,71 @@
+"""Audit finding 2: a new SmartEPI key answers 403 for about a minute (contract §2.2 [B]). Until
+the client's first answer from behind the gateway, a 403 is retried with backoff for up to
+``key_activation_wait``; after any answer a 403 is final. Against the in-process sandbox with a
+short ``key_activation_s``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from sync.clients.smartepi import SmartEPIClient
+from sync.errors import Forbidden
+from sync.sandbox.smartepi.app import SmartEPISandboxConfig, TenantConfig, create_app
+
+KEY = "sk_new_key_activating_0001"
+
+
+def sandbox(activation_s: float):  # type: ignore[no-untyped-def]
+    config = SmartEPISandboxConfig(
+        tenants=[TenantConfig(api_key=SecretStr(KEY), id="t1")], key_activation_s=activation_s
+    )
+    return create_app(config)
+
+
+def client(app, **kw) -> SmartEPIClient:  # type: ignore[no-untyped-def]
+    return SmartEPIClient(
+        "http://smartepi.test/v1", KEY, account="t1", transport=httpx.ASGITransport(app=app), **kw
+    )
+
+
+def test_a_key_still_activating_is_waited_for_then_a_403_is_final() -> None:
+    app = sandbox(0.8)
+    tenant = app.state.sandbox.store.tenants["t1"]
+
+    async def go() -> tuple[float, int, Forbidden]:
+        async with client(app, key_activation_wait=10.0) as c:
+            started = time.monotonic()
+            created = await c.sectors.create({"name": "Welding"})  # a POST: the gateway said 403
+            elapsed = time.monotonic() - started
+            forbidden_before = c.counters.snapshot().get(("POST", "/sectors", "403"), 0)
+            assert created.record["name"] == "Welding"
+            # the key is known good now: a later 403 (revoked, IP block) is final at once
+            tenant.active_after = time.time() + 60
+            started = time.monotonic()
+            with pytest.raises(Forbidden) as info:
+                await c.sectors.get(created.record["id"])
+            assert time.monotonic() - started < 0.5
+            return elapsed, forbidden_before, info.value
+
+    elapsed, forbidden, err = asyncio.run(go())
+    assert elapsed >= 0.7 and forbidden >= 1
+    assert KEY not in str(err)
+    assert len(app.state.sandbox.store.tenants["t1"].tables["sectors"].records) == 1  # no duplicate
+
+
+def test_the_activation_wait_is_bounded() -> None:
+    app = sandbox(30.0)
+
+    async def go() -> float:
+        async with client(app, key_activation_wait=0.6) as c:
+            started = time.monotonic()
+            with pytest.raises(Forbidden):
+                await c.sectors.get("sec_1")
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(go())
+    assert 0.5 <= elapsed < 2.0
