@@ -90,13 +90,31 @@ def test_matches_the_sandbox_emitter_recipe(secret: str, body: bytes, t: int) ->
     verify(signature_header(secret, t, body), body, [secret], now=t)
 
 
-def test_prefix_handling_is_configurable() -> None:
+def test_both_key_readings_verify_whatever_the_preference() -> None:
     body, t = b'{"id":"evt_1"}', 1_750_000_000
     stripped = signature_header("abc123secret", t, body)  # sender keyed without "whsec_"
-    with pytest.raises(SignatureInvalid):
-        verify(stripped, body, ["whsec_abc123secret"], now=t)
-    verify(stripped, body, ["whsec_abc123secret"], now=t, key_includes_prefix=False)
+    full = signature_header("whsec_abc123secret", t, body)
+    for prefer in (True, False):
+        verify(stripped, body, ["whsec_abc123secret"], now=t, key_includes_prefix=prefer)
+        verify(full, body, ["whsec_abc123secret"], now=t, key_includes_prefix=prefer)
+        verify(full, body, ["abc123secret"], now=t, key_includes_prefix=prefer)  # configured bare
+        with pytest.raises(SignatureInvalid):
+            verify(stripped, body, ["whsec_abc123secreT"], now=t, key_includes_prefix=prefer)
     assert sign(body, "whsec_abc123secret", timestamp=t, key_includes_prefix=False) == stripped
+
+
+@pytest.mark.parametrize("encoding", ["hex", "base64"])
+def test_base64_and_hex_digests_verify(encoding: str) -> None:
+    import base64
+
+    body, t = b'{"id":"evt_2"}', 1_750_000_000
+    header = sign(body, "whsec_k3y_value", timestamp=t, encoding=encoding)  # type: ignore[arg-type]
+    verify(header, body, ["whsec_k3y_value"], now=t)
+    mac = bytes.fromhex(digest("whsec_k3y_value", t, body))
+    for value in (base64.urlsafe_b64encode(mac).decode(), base64.b64encode(mac).decode().rstrip("=")):
+        verify(f"t={t},v1={value}", body, ["whsec_k3y_value"], now=t)
+    with pytest.raises(SignatureInvalid):
+        verify(header, body, ["whsec_k3y_valuE"], now=t)
 
 
 def test_stale_only_for_authentic_signatures() -> None:

@@ -23,6 +23,7 @@ toward the per-endpoint failure tracking. Secrets never enter the delivery log.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import hmac
@@ -43,13 +44,15 @@ SIGNATURE_HEADER = "X-SmartEPI-Signature"
 SECRET_PREFIX = "whsec_"
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The hex HMAC-SHA256 of ``"<timestamp>.<body>"`` keyed with ``secret`` as given."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def sign(secret: str, timestamp: int, body: bytes, encoding: str = "hex") -> str:
+    """The HMAC-SHA256 of ``"<timestamp>.<body>"`` keyed with ``secret`` as given, in lowercase
+    hex (the assumption) or standard base64 (``WebhookOptions.encoding``; undocumented, §4)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return mac.hexdigest() if encoding == "hex" else base64.b64encode(mac.digest()).decode()
 
 
-def signature_header(secret: str, timestamp: int, body: bytes) -> str:
-    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
+def signature_header(secret: str, timestamp: int, body: bytes, encoding: str = "hex") -> str:
+    return f"t={timestamp},v1={sign(secret, timestamp, body, encoding)}"
 
 
 def verify_signature(
@@ -88,6 +91,7 @@ class WebhookOptions(BaseModel):
     p_stale_timestamp: float = Field(0.0, ge=0, le=1)
     stale_by_s: int = Field(3600, ge=0)
     key_mode: Literal["full", "strip_prefix"] = "full"
+    encoding: Literal["hex", "base64"] = "hex"  # of the v1 digest
 
 
 def event_for(event_type: str, entity_id: str, data: dict[str, Any], created_at: int) -> dict[str, Any]:
@@ -268,7 +272,7 @@ class WebhookEmitter:
             key = "whsec_forged_" + hashlib.sha256(key.encode()).hexdigest()[:16]
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature_header(key, timestamp, d.body),
+            SIGNATURE_HEADER: signature_header(key, timestamp, d.body, opts.encoding),
             "User-Agent": "SmartEPI-Webhooks/1.0",
         }
         status: int | str
