@@ -170,7 +170,7 @@ class SmartKasaSettings(_Strict):
     phone: str
     password: SecretStr
     auth_scheme: Literal["bearer", "bare"] = "bearer"
-    body_style: Literal["plain", "wrapped"] = "plain"
+    body_style: Literal["plain", "wrapped", "both"] = "both"
     batch_size: int = Field(100, ge=1, le=1000)
     refresh_margin_seconds: int = Field(300, ge=0)
     rate: RateLimit = Field(default_factory=RateLimit)

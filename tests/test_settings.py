@@ -42,7 +42,7 @@ def test_loads_yaml_with_env_references(tmp_path: Path, monkeypatch: pytest.Monk
     assert acme.smartepi is not None and acme.smartepi.api_key.get_secret_value() == "sk_live_supersecret"
     assert acme.smartkasa is not None and acme.smartkasa.password.get_secret_value() == "fallback-pass"
     assert acme.smartkasa.phone == "380971234567"
-    assert acme.smartkasa.auth_scheme == "bearer" and acme.smartkasa.body_style == "plain"
+    assert acme.smartkasa.auth_scheme == "bearer" and acme.smartkasa.body_style == "both"
     assert acme.mappings == [tmp_path / "m.yaml"]
     text = repr(settings) + str(settings.model_dump())
     assert "sk_live_supersecret" not in text and "fallback-pass" not in text

@@ -253,7 +253,9 @@ def test_429_and_5xx_on_reads_are_retried(sandbox):
     sb = sandbox()
 
     async def go() -> None:
-        async with sb.client(per_page=2) as sk:
+        # plain bodies: the faults are seeded by a hash of the request body, and seed 3 is
+        # known to fault the PATCH below in this form
+        async with sb.client(per_page=2, body_style="plain") as sk:
             await sk.products.create_many([product(i) for i in range(5)])
             sb.faults(p_429=0.5, retry_after=0, seed=3)
             for _ in range(3):

@@ -130,3 +130,79 @@ def test_wrong_password_is_still_auth_failed(strict):
                 await _count_unit_types(sk)
 
     asyncio.run(go())
+
+
+# --- 2. write bodies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["wrapped", "plain"])
+def test_default_client_writes_whatever_body_form_the_server_demands(strict, style):
+    sb = strict(auth_scheme="bare", body_style=style)
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            cat = await sk.categories.create({"title": "Drinks"})
+            await sk.categories.update(cat.id, {"title": "Hot drinks"})
+            sub = await sk.subgroups.create({"title": "Tea"})
+            await sk.subgroups.update(sub.id, {"title": "Green tea"})
+            pid = await sk.products.create({**product(1), "category_id": cat.id})
+            await sk.products.update(pid, {"price": Decimal("9.50"), "title": "Product one"})
+            got = await sk.products.get(pid)
+            assert (got.title, got.price, got.category_id) == ("Product one", Decimal("9.50"), cat.id)
+            ids = await sk.products.create_many([product(i) for i in range(2, 7)])
+            assert len(ids) == 5
+            cats = await sk.categories.create_many([{"title": f"C{i}"} for i in range(3)])
+            assert len(cats) == 3
+            card = await sk.cards.upsert(pid, sb.shops[0], count=Decimal("4.5"))
+            assert card.created
+            card2 = await sk.cards.upsert(pid, sb.shops[0], count=Decimal("7"))
+            assert not card2.created and card2.id == card.id
+            assert (await sk.cards.get(card.id)).count == Decimal("7")
+            await sk.products.delete_many(ids[:2])
+            await sk.categories.delete_many(cats)
+            left = {p.id async for p in sk.products.iterate()}
+            assert left == {pid, *ids[2:]}
+            assert [c.id async for c in sk.categories.iterate()] == [cat.id]
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("style", ["plain", "wrapped"])
+def test_explicit_body_style_sends_one_form_only(strict, style):
+    other = {"plain": "wrapped", "wrapped": "plain"}[style]
+    sb = strict(body_style=style)
+
+    async def go() -> None:
+        async with sb.client(body_style=style) as sk:
+            pid = await sk.products.create(product(1))
+            await sk.products.update(pid, {"title": "x"})
+            assert len(await sk.products.create_many([product(i) for i in range(2, 5)])) == 3
+        # the same client settings against a server that demands the other form fail
+        sb2 = strict(body_style=other)
+        async with sb2.client(body_style=style) as sk:
+            from sync import errors as E
+
+            with pytest.raises((E.BadRequest, E.Unprocessable)):
+                await sk.products.create(product(1))
+
+    asyncio.run(go())
+
+
+def test_plain_sandbox_ignores_an_unknown_top_level_key(strict):
+    sb = strict(body_style="plain", auth_scheme="bare")
+    login = httpx.post(
+        f"{sb.url}/api/v1/auth/sessions",
+        headers={"X-API-KEY": sb.api_key},
+        json={"phone_number": PHONE, "password": PASSWORD, "session": {"x": 1}, "whatever": True},
+    )
+    assert login.status_code == 201
+    headers = {"X-API-KEY": sb.api_key, "Authorization": login.json()["data"]["access"]}
+    made = httpx.post(
+        f"{sb.url}/api/v1/inventory/products",
+        headers=headers,
+        json={"title": "Tea", "price": 1.5, "product": {"title": "ignored"}, "colour": "red"},
+    )
+    assert made.status_code == 201, made.text
+    got = httpx.get(f"{sb.url}/api/v1/inventory/products/{made.json()['data']['id']}", headers=headers)
+    assert got.json()["data"]["title"] == "Tea"
+

@@ -282,7 +282,8 @@ def _may_answer(e: dict[str, Any], key: tuple[str, ...]) -> bool:
     if e["p"] == "smartkasa" and key[0] == "cards" and e["path"] == KASA + "/cards":
         return not {"product_id", "shop_id"} & set(q)  # the card list comes whole (not paginated)
     if e["p"] == "smartkasa" and key[0] == "categories" and e["path"].endswith("/categories"):
-        return str(q.get("parent_id") or "") == key[2]
+        # filtered by parent: answers for that parent; unfiltered: a listing of every category
+        return "parent_id" not in q or str(q.get("parent_id") or "") == key[2]
     return False
 
 

@@ -1,7 +1,9 @@
 """Settings of one SmartKasa account (a pydantic model the app settings can embed).
 
-Defaults follow the overview's form (contract §1, §2.1): ``bearer`` auth and ``plain``
-bodies; the Blueprint form is ``bare`` + ``wrapped``. Secrets are ``SecretStr`` so they
+Defaults: ``bearer`` auth (the overview's form, contract §2.1; a 401 to a fresh token
+switches once to ``bare``, see ``client``) and ``both`` bodies (the Blueprint's wrapped
+and the overview's plain form in one body, see ``encoding``); ``plain``/``wrapped`` send
+one form only. Secrets are ``SecretStr`` so they
 never print; the client registers them for log scrubbing as well.
 """
 
@@ -22,7 +24,7 @@ class SmartKasaSettings(BaseModel):
     phone_number: SecretStr
     password: SecretStr
     auth_scheme: AuthScheme = "bearer"
-    body_style: Literal["plain", "wrapped"] = "plain"
+    body_style: Literal["plain", "wrapped", "both"] = "both"
     refresh_margin_seconds: float = Field(300.0, ge=0)
     batch_size: int = Field(100, ge=1, le=1000)
     # Read back every batch create and match the records to the inputs, not only on a count

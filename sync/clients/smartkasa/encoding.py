@@ -2,8 +2,20 @@
 
 - **Body style** (contract §1): ``plain`` sends the OpenAPI form (``{"title": ...}``,
   ``{"products": [...]}``); ``wrapped`` sends the Blueprint form (``{"product": {...}}``,
-  ``{"batch": {"products": [...]}}``). Login follows the same switch
-  (``{"session": {...}}`` when wrapped).
+  ``{"batch": {"products": [...]}}``); ``both`` (the default) sends the two in one body:
+  ``{"product": {...}, "title": ..., ...}``, ``{"batch": {"products": [...]}, "products": [...]}``,
+  ``{"batch": {"ids": [...]}, "ids": [...]}``. Login always sends both (``client``).
+
+  Why ``both`` and not detection: the contract says the Blueprint (wrapped) is probably
+  closer to the real server, the overview and OpenAPI show plain, and an unknown attribute
+  is "probably dropped silently" by this Rails backend (§1, §8). A server reads one form
+  and ignores the other key: Rails' ``params.require(:product)`` takes the wrapper, a
+  plain reader finds its fields at the top level and drops the extra ``product`` key, the
+  OpenAPI schemas allow additional properties. Detection would cost a failed write per
+  resource and would have to tell "wrong form" from a real validation error (both can be
+  400 or 422 ``blank``), which the contract gives no way to do. Assumption, written down:
+  a server that *rejects* unknown top-level keys is not expected; for one, set ``plain``
+  or ``wrapped`` explicitly (both stay strict: one form only).
 - **Decimals** are sent as JSON *numbers* with their exact digits (``Decimal("71.89")``
   → ``71.89``): the Blueprint examples send numbers, the OpenAPI schema types
   ``price``/``count`` as ``number`` (strings would fail Prism's validation), and the
@@ -23,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-BodyStyle = Literal["plain", "wrapped"]
+BodyStyle = Literal["plain", "wrapped", "both"]
 
 INT_ID_FIELDS = frozenset(
     {
@@ -53,12 +65,24 @@ def _int_ids(fields: Mapping[str, Any]) -> dict[str, Any]:
 def record_body(resource: str, fields: Mapping[str, Any], style: BodyStyle) -> dict[str, Any]:
     """Body of a single-record write (``resource`` is the Blueprint wrapper key)."""
     body = to_wire(_int_ids(fields))
+    if style == "both":
+        return {**body, resource: body}
     return {resource: body} if style == "wrapped" else body
 
 
 def batch_body(collection: str, items: Sequence[Mapping[str, Any]], style: BodyStyle) -> dict[str, Any]:
-    """Body of a batch write: ``{"batch": {collection: items}}`` or ``{collection: items}``."""
+    """Body of a batch write: ``{"batch": {collection: items}}``, ``{collection: items}`` or both."""
     payload = {collection: [to_wire(_int_ids(item)) for item in items]}
+    if style == "both":
+        return {"batch": payload, **payload}
+    return {"batch": payload} if style == "wrapped" else payload
+
+
+def ids_body(ids: Sequence[str], style: BodyStyle) -> dict[str, Any]:
+    """Body of a batch delete: ``{"batch": {"ids": [...]}}``, ``{"ids": [...]}`` or both."""
+    payload = {"ids": [str(i) for i in ids]}
+    if style == "both":
+        return {"batch": payload, **payload}
     return {"batch": payload} if style == "wrapped" else payload
 
 

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 from sync import errors as E
 from sync.clients.smartkasa import models as M
 from sync.clients.smartkasa.batch import CATEGORY_KEYS, PRODUCT_KEYS, KeyFn, field_key, match_ids
+from sync.clients.smartkasa.encoding import ids_body
 from sync.clients.smartkasa.errors import PLATFORM, BatchAmbiguous, BatchChunkRejected
 from sync.clients.smartkasa.pagination import next_page_of
 from sync.core.keys import fold
@@ -343,11 +344,7 @@ class _BatchCreate(_Resource[ModelT]):
         return out
 
     async def delete_many(self, ids: Sequence[str]) -> None:
-        body = (
-            {"batch": {"ids": [str(i) for i in ids]}}
-            if self._api.settings.body_style == "wrapped"
-            else {"ids": [str(i) for i in ids]}
-        )
+        body = ids_body(ids, self._api.settings.body_style)
         await self._api.send("DELETE", self.path + "/batch", json=body)
 
 
