@@ -168,7 +168,25 @@ def test_unknown_409_tokens_fall_back_to_detail_words(detail, cls):
     resp = httpx.Response(
         409, json={"type": "urn:smartepi:error:other", "title": "Conflict", "detail": detail}
     )
+    assert type(map_error("PUT", "u", resp)) is cls
+
+
+@pytest.mark.parametrize(
+    ("token", "detail", "cls"),
+    [
+        ("conflict", "Employee identification exists", Duplicate),
+        ("conflict", "version mismatch", Duplicate),  # a create has no version to be stale
+        ("duplicate_key", "exists", Duplicate),
+        ("other", "whatever", Duplicate),
+        ("resource_in_use", "referenced", InUse),
+    ],
+)
+def test_a_409_to_a_post_is_a_duplicate_unless_in_use(token, detail, cls):
+    resp = httpx.Response(
+        409, json={"type": f"urn:smartepi:error:{token}", "title": "Conflict", "detail": detail}
+    )
     assert type(map_error("POST", "u", resp)) is cls
+    assert type(map_error("PUT", "u", resp)) is not Duplicate or token != "conflict"
 
 
 def test_problem_extensions_name_the_field():

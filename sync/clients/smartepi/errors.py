@@ -7,7 +7,10 @@ Two layers answer errors: the application with RFC 7807 problem+json
 ``type`` token second, never on gateway text (revision B says that text may change).
 
 409 splits by token: ``conflict`` → ``StaleVersion``, ``duplicate_*`` → ``Duplicate``,
-``resource_in_use`` → ``InUse``. Tokens for duplicate identification/email are not
+``resource_in_use`` → ``InUse``. A 409 to a POST is ``Duplicate`` whatever its token
+(``resource_in_use`` aside): a create sends no If-Match or ``_version``, so it cannot be a
+stale version, and the tokens for a duplicate identification/email are undocumented (a server
+may well answer ``conflict``). Tokens for duplicate identification/email are not
 documented, so an unknown 409 token falls back to words in ``detail`` ("duplicate",
 "already exists" / "in use", "referenced" / "version", "stale"), then to plain
 ``Conflict``. The offending field of a 422 (or 400) comes from a problem extension
@@ -103,6 +106,8 @@ def map_error(method: str, url: str, response: httpx.Response) -> StatusError:
     cls: type[StatusError] = status_error_class(status)
     if status == 409:
         cls = _conflict_class(parsed.token, parsed.message)
+        if method.upper() == "POST" and cls is not InUse:
+            cls = Duplicate
     kw: dict[str, Any] = {}
     if cls is RateLimited:
         kw["retry_after"] = parse_retry_after(response.headers.get("retry-after"))

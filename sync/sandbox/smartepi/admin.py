@@ -35,8 +35,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from sync.sandbox.smartepi.config import TenantConfig
 from sync.sandbox.smartepi.generators import KINDS, generate
@@ -103,6 +103,9 @@ def loopback_guard(sandbox: Sandbox) -> Any:
             raise ApiError(403, "forbidden", "admin endpoints answer loopback clients only")
 
     return Depends(local_only)
+
+
+STRICTNESS_KNOBS = ("training_records", "duplicate_token")
 
 
 def admin_router(sandbox: Sandbox) -> APIRouter:
@@ -224,6 +227,25 @@ def admin_router(sandbox: Sandbox) -> APIRouter:
     def put_list_filters(body: FilterSetting) -> dict[str, Any]:
         sandbox.config.list_filters = body.mode
         return {"mode": sandbox.config.list_filters}
+
+    @router.get("/strictness")
+    def get_strictness() -> dict[str, Any]:
+        return {k: getattr(sandbox.config, k) for k in STRICTNESS_KNOBS}
+
+    @router.patch("/strictness")
+    def patch_strictness(body: dict[str, Any]) -> dict[str, Any]:
+        """Contract-silent behaviours a stricter simulator may choose (``training_records``,
+        ``duplicate_token``): set any of them at run time."""
+        unknown = set(body) - set(STRICTNESS_KNOBS)
+        if unknown:
+            raise HTTPException(400, f"unknown knob(s): {', '.join(sorted(unknown))}")
+        try:
+            checked = type(sandbox.config).model_validate(body)  # every other field has a default
+        except ValidationError as exc:
+            raise HTTPException(400, str(exc.errors()[0].get("msg", "invalid value"))) from None
+        for key in body:
+            setattr(sandbox.config, key, getattr(checked, key))
+        return {k: getattr(sandbox.config, k) for k in STRICTNESS_KNOBS}
 
     @router.get("/webhooks")
     def webhook_status() -> dict[str, Any]:

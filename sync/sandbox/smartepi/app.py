@@ -315,7 +315,10 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
-        return problem_response(exc.status, exc.token, exc.detail)
+        token = exc.token
+        if exc.status == 409 and token.startswith("duplicate_") and sandbox.config.duplicate_token:
+            token = sandbox.config.duplicate_token
+        return problem_response(exc.status, token, exc.detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:

@@ -37,3 +37,7 @@ class SmartEPISandboxConfig(BaseModel):
     # §5.5), or answer as a contract-only server would: 404 problem, 405 problem, or API
     # Gateway's 403 {"message":"Missing Authentication Token"} for an unknown resource.
     training_records: Literal["serve", "404", "405", "403"] = "serve"
+    # The 409 token for a duplicate name/identification/email: None = ``duplicate_<field>``
+    # (ours); the contract documents only ``duplicate_name`` and leaves the employee tokens
+    # undocumented (§2.5), so a simulator may answer e.g. ``conflict`` or ``duplicate_key``.
+    duplicate_token: str | None = Field(None, pattern=r"^[a-z_]+$")
