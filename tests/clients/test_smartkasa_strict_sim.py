@@ -206,3 +206,23 @@ def test_plain_sandbox_ignores_an_unknown_top_level_key(strict):
     got = httpx.get(f"{sb.url}/api/v1/inventory/products/{made.json()['data']['id']}", headers=headers)
     assert got.json()["data"]["title"] == "Tea"
 
+
+# --- 3. a 400 to a batch create is split like 413/422 -----------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_batch_rejected_with_400_is_split_not_failed(strict, status):
+    from sync import errors as E
+
+    sb = strict(auth_scheme="bare", body_style="wrapped", max_batch=3, max_batch_status=status)
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            items = [product(i) for i in range(5)]
+            with pytest.raises(E.BatchRejected) as info:  # the caller's cue to split the chunk
+                await sk.products.create_many(items)
+            assert info.value.chunk == [dict(i) for i in items] and info.value.done == []
+            halves = [await sk.products.create_many(items[:3]), await sk.products.create_many(items[3:])]
+            assert [len(h) for h in halves] == [3, 2]
+
+    asyncio.run(go())

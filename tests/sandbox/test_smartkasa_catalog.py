@@ -263,7 +263,11 @@ def test_batch_ids_can_be_shuffled_to_test_client_verification():
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(422, {"errors": {"products": [{"error": "too_long"}]}}), (413, {"message": "Payload Too Large"})],
+    [
+        (422, {"errors": {"products": [{"error": "too_long"}]}}),
+        (413, {"message": "Payload Too Large"}),
+        (400, {"errors": {"products": [{"error": "too_long"}]}}),
+    ],
 )
 def test_max_batch(status, body):
     k = Kasa(max_batch=2, max_batch_status=status)

@@ -12,7 +12,7 @@ The platform answers errors in several shapes (contract §4), none of them index
 Choices where the contract is silent: an unknown id answered 404, or 422 with
 ``{"errors": {"id": [{"error": "invalid"}]}}``, is :class:`NotFound` (contract §8);
 a 422 with code ``taken`` (the sandbox's duplicate-number rule) is :class:`Duplicate`;
-any 422 or 413 on a batch create is :class:`BatchRejected` so the caller splits the
+any 400, 413 or 422 on a batch create is :class:`BatchRejected` so the caller splits the
 chunk. Bodies are redacted (``sync.redact.redact``) before they are stored on the error.
 """
 
@@ -131,7 +131,10 @@ def map_status_error(
         "url": scrub(url) if url else url,
     }
     message = parsed.message
-    if batch_create and status in (413, 422):
+    # A 400 to a batch create is split like 413/422: the contract declares 400 on almost every
+    # operation (§4 shape E) and states no batch size limit (§5.4), so a server may answer 400
+    # to a chunk that is too large, or to one bad item; halves tell which.
+    if batch_create and status in (400, 413, 422):
         return E.BatchRejected(message, **kw)
     if status == 422:
         if parsed.field == "id" and parsed.code == "invalid":

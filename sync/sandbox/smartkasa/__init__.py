@@ -54,7 +54,8 @@ Catalog (§5, §9.3–9.4) — ``test_smartkasa_catalog.py``
     → 422 ``{"errors":{"products":[{"error":"invalid","messages":"title: Не може бути пустим"}]}}``, one entry
     per bad item, no index. ``batch_mode=atomic`` creates nothing; ``partial`` creates the valid items and
     still answers 422. Ids in input order (``batch_order=shuffled`` to test client verification).
-    ``max_batch`` → 422 ``products: too_long`` or 413 (``max_batch_status``). Batch DELETE skips unknown ids.
+    ``max_batch`` → 422 ``products: too_long``, 413, or 400 with the 422 body (``max_batch_status``).
+    Batch DELETE skips unknown ids.
 17. Duplicate ``number`` allowed; ``reject_duplicate_number`` → 422 ``number: taken`` (within a batch too).
 18. ``unit_type_id`` read as a unit code (default) or id (``unit_type_mode``); ``unit_type_name`` null if
     unknown.

@@ -38,7 +38,7 @@ class SmartKasaSandboxConfig(BaseModel):
     batch_mode: Literal["atomic", "partial"] = "atomic"
     batch_order: Literal["input", "shuffled"] = "input"
     max_batch: int | None = None
-    max_batch_status: Literal[413, 422] = 422
+    max_batch_status: Literal[400, 413, 422] = 422
     reject_duplicate_number: bool = False
     number_match: Literal["exact", "partial"] = "exact"
     unit_type_mode: Literal["code", "id"] = "code"

@@ -317,6 +317,8 @@ def router(sb: Sandbox) -> APIRouter:
         if cfg.max_batch is not None and len(items) > cfg.max_batch:
             if cfg.max_batch_status == 413:
                 raise ApiError(413, {"message": "Payload Too Large"})
+            if cfg.max_batch_status == 400:  # OA's declared 400 shape E: {"errors": {object}}
+                raise ApiError(400, {"errors": {"products": [{"error": "too_long"}]}})
             raise ApiError(422, {"errors": {"products": [{"error": "too_long"}]}})
         cleaned: list[Record] = []
         for raw in items:
