@@ -151,15 +151,35 @@ class WriteOutcome:
     etag: str | None
 
 
-def format_instant(value: dt.datetime | dt.date | str) -> str:
-    """ISO-8601 UTC (``2025-01-31T12:00:00Z``); a naive datetime is taken as UTC."""
+def format_instant(value: dt.datetime | dt.date | str, *, round_up: bool = False) -> str:
+    """A time-window bound as ISO-8601 UTC with at most millisecond precision:
+    ``2025-01-31T12:00:00Z`` or ``2025-01-31T12:00:00.123Z``; a naive value is taken as UTC.
+
+    The format is undocumented (contract §3.8); milliseconds are what a JavaScript or DynamoDB
+    backend produces and validates (``toISOString``), microseconds may be refused with 400.
+    Sub-millisecond parts are dropped for a lower bound and rounded up for an upper bound
+    (``round_up``): since is inclusive and until exclusive, so the window can only grow, and a
+    record read twice is absorbed by the upsert by remote id. A string is parsed and written
+    out the same way (an unreadable one is refused before sending)."""
     if isinstance(value, str):
-        return value
+        text = value
+        try:
+            value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ContractViolation(
+                f"not an ISO-8601 date-time: {text[:40]!r}", platform="smartepi", hint="no request was sent"
+            ) from None
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    text = value.astimezone(dt.UTC).isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    value = value.astimezone(dt.UTC)
+    extra = value.microsecond % 1000
+    if extra:
+        value -= dt.timedelta(microseconds=extra)
+        if round_up:
+            value += dt.timedelta(milliseconds=1)
+    text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
 
@@ -194,7 +214,7 @@ def check_list_params(spec: ResourceSpec, filters: Mapping[str, Any], limit: int
             f"limit must be an integer in 1..{MAX_LIMIT}, got {limit!r}", platform="smartepi"
         )
     for key in windows:
-        query[key] = format_instant(query[key])
+        query[key] = format_instant(query[key], round_up=key == "createdUntil")
     query["limit"] = limit
     return query
 

@@ -105,7 +105,7 @@ def loopback_guard(sandbox: Sandbox) -> Any:
     return Depends(local_only)
 
 
-STRICTNESS_KNOBS = ("training_records", "duplicate_token")
+STRICTNESS_KNOBS = ("training_records", "duplicate_token", "window_fraction_digits")
 
 
 def admin_router(sandbox: Sandbox) -> APIRouter:

@@ -196,7 +196,13 @@ def _versions_from(request: Request, body_version: Any = None, *, in_body: bool)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _routes(app: FastAPI, store: Store, spec: EntitySpec, mode: Callable[[], FilterMode]) -> None:
+def _routes(
+    app: FastAPI,
+    store: Store,
+    spec: EntitySpec,
+    mode: Callable[[], FilterMode],
+    window_digits: Callable[[], int] = lambda: 6,
+) -> None:
     resource = spec.resource
     base = f"/v1/{resource}"
 
@@ -218,7 +224,8 @@ def _routes(app: FastAPI, store: Store, spec: EntitySpec, mode: Callable[[], Fil
     async def list_records(request: Request) -> Response:
         tenant = tenant_of(request)
         with store.lock:
-            page, cursor = store.list_page(tenant, resource, request.query_params.multi_items(), mode())
+            params = request.query_params.multi_items()
+            page, cursor = store.list_page(tenant, resource, params, mode(), window_digits())
             data = [dto(spec, rec) for rec in page]
         return _reply({"data": data, "cursor": cursor})
 
@@ -331,7 +338,13 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
         return Response(body, status, {k.decode(): v.decode() for k, v in headers})
 
     for spec in SPECS.values():
-        _routes(app, store, spec, lambda: sandbox.config.list_filters)
+        _routes(
+            app,
+            store,
+            spec,
+            lambda: sandbox.config.list_filters,
+            lambda: sandbox.config.window_fraction_digits,
+        )
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))
     app.add_middleware(_Wrapped, wrap=_auth_middleware(store))

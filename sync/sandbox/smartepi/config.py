@@ -41,3 +41,6 @@ class SmartEPISandboxConfig(BaseModel):
     # (ours); the contract documents only ``duplicate_name`` and leaves the employee tokens
     # undocumented (§2.5), so a simulator may answer e.g. ``conflict`` or ``duplicate_key``.
     duplicate_token: str | None = Field(None, pattern=r"^[a-z_]+$")
+    # createdSince/createdUntil: at most this many fractional-second digits (6 = microseconds;
+    # 3 mimics a millisecond API such as JavaScript's toISOString, 0 a seconds-only one)
+    window_fraction_digits: int = Field(6, ge=0, le=6)

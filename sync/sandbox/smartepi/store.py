@@ -42,6 +42,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -72,6 +73,21 @@ def iso_from_us(us: int) -> str:
 def us_from_iso(value: str, where: str) -> int:
     parsed = parse_datetime(value, where)
     return (parsed - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+# A time-window bound (contract §3.8: format undocumented, "erpsync assumes ISO-8601 UTC"): the
+# sandbox is as strict as a simulator could fairly be: extended format, seconds present, at most
+# 6 fractional digits, and UTC spelled ``Z`` or ``+00:00``. Date-only, naive, other offsets,
+# basic format and week dates are 400.
+# ``window_fraction_digits`` (config) lowers the 6 to mimic a millisecond (3) or seconds (0) API.
+_WINDOW_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.(\d{1,6}))?(?:Z|\+00:00)$")
+
+
+def us_from_window(value: str, where: str, fraction_digits: int = 6) -> int:
+    match = _WINDOW_INSTANT.match(value)
+    if not match or len(match.group(1) or "") > fraction_digits:
+        raise bad_request(f"{where}: expected an ISO-8601 UTC date-time such as 2025-01-31T12:00:00.000Z")
+    return us_from_iso(value, where)
 
 
 @dataclass(slots=True)
@@ -237,9 +253,10 @@ class Store:
         resource: str,
         params: Iterable[tuple[str, str]],
         mode: FilterMode = "strict",
+        window_digits: int = 6,
     ) -> tuple[list[Record], str | None]:
         """One page; ``mode`` says what happens to undocumented or any filters (``params.py``)."""
-        return _ListQuery(tenant, tenant.tables[resource], params, mode).run()
+        return _ListQuery(tenant, tenant.tables[resource], params, mode, window_digits).run()
 
     # -- writes ---------------------------------------------------------------------
 
@@ -407,7 +424,12 @@ class _ListQuery:
     """Validates list parameters and walks the right index for one page."""
 
     def __init__(
-        self, tenant: Tenant, table: Table, params: Iterable[tuple[str, str]], mode: FilterMode = "strict"
+        self,
+        tenant: Tenant,
+        table: Table,
+        params: Iterable[tuple[str, str]],
+        mode: FilterMode = "strict",
+        window_digits: int = 6,
     ) -> None:
         self.tenant = tenant
         self.table = table
@@ -433,12 +455,12 @@ class _ListQuery:
         if len(self.prefix) > 1:
             raise bad_request("Filter by name or by code, not both")
         self.since = (
-            us_from_iso(self.params["createdSince"], "createdSince")
+            us_from_window(self.params["createdSince"], "createdSince", window_digits)
             if "createdSince" in self.params
             else None
         )
         self.until = (
-            us_from_iso(self.params["createdUntil"], "createdUntil")
+            us_from_window(self.params["createdUntil"], "createdUntil", window_digits)
             if "createdUntil" in self.params
             else None
         )
