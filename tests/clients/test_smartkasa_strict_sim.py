@@ -226,3 +226,59 @@ def test_batch_rejected_with_400_is_split_not_failed(strict, status):
             assert [len(h) for h in halves] == [3, 2]
 
     asyncio.run(go())
+
+
+# --- 4. a server that ignores ``page`` ----------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["ignored", "ignored_echo"])
+def test_a_server_ignoring_page_is_a_clear_contract_violation_not_a_loop(strict, mode):
+    from sync import errors as E
+
+    sb = strict(auth_scheme="bare", body_style="wrapped", max_per_page=2)
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            await sk.products.create_many([product(i) for i in range(5)])
+            await sk.categories.create_many([{"title": f"C{i}"} for i in range(5)])
+        changed = httpx.patch(f"{sb.url}/_admin/config", json={"page_param": mode})
+        assert changed.status_code == 200, changed.text
+        async with sb.client() as sk:
+            for listing in (sk.products.iterate(), sk.categories.iterate()):
+                with pytest.raises(E.ContractViolation, match="ignores the page parameter"):
+                    _ = [p async for p in listing]
+            lists = sum(
+                n
+                for (m, path, outcome), n in sk.counters.snapshot().items()
+                if m == "GET" and "{" not in path and outcome == "200"
+            )
+            assert lists == 4  # two pages per listing, not MAX_PAGES
+
+    asyncio.run(go())
+
+
+def test_pages_are_deduplicated_by_id_and_a_repeating_count_only_list_stops():
+    from sync.clients.smartkasa.pagination import iterate_pages
+
+    pages = {
+        1: {"data": [{"id": 1}, {"id": 2}], "meta": {"current_page": 1, "next_page": 2, "total_pages": 2}},
+        2: {"data": [{"id": 2}, {"id": 3}], "meta": {"current_page": 2, "next_page": None, "total_pages": 2}},
+    }
+    count_only = {"data": [{"id": 7}, {"id": 8}], "meta": {"total_count": 5}}
+    asked: list[int] = []
+
+    async def fetch(page: int) -> Any:
+        asked.append(page)
+        return pages[page]
+
+    async def fetch_count_only(page: int) -> Any:
+        asked.append(page)
+        return count_only
+
+    async def go() -> None:
+        assert [r["id"] async for r in iterate_pages(fetch)] == [1, 2, 3]
+        asked.clear()
+        assert [r["id"] async for r in iterate_pages(fetch_count_only)] == [7, 8]
+        assert asked == [1, 2]
+
+    asyncio.run(go())

@@ -208,7 +208,12 @@ class _BatchCreate(_Resource[ModelT]):
                 body = (
                     await self._api.request("GET", self.path, params={"page": page, "per_page": per_page})
                 ).data
-                after = next_page_of(body, page)
+                try:
+                    after = next_page_of(body, page)
+                except E.ContractViolation:
+                    if not (isinstance(body, dict) and isinstance(body.get("data"), list)):
+                        raise
+                    after = None  # a server that ignores ``page``: what the listing missed is read by id
                 for rec in body["data"]:
                     if isinstance(rec, dict) and str(rec.get("id")) in wanted:
                         got[str(rec["id"])] = rec

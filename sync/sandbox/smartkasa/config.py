@@ -34,6 +34,10 @@ class SmartKasaSandboxConfig(BaseModel):
     default_per_page: int = 25
     receipts_per_page: int = 10
     max_per_page: int | None = None  # silent cap, Kaminari style
+    # ``page`` on paginated lists (§3 documents it on four lists only): ``ignored`` serves page 1
+    # with page 1's meta whatever is asked; ``ignored_echo`` serves page 1's records under a meta
+    # that claims the page asked for (a server that echoes the parameter but does not apply it).
+    page_param: Literal["honoured", "ignored", "ignored_echo"] = "honoured"
     # --- products (§9.3)
     batch_mode: Literal["atomic", "partial"] = "atomic"
     batch_order: Literal["input", "shuffled"] = "input"

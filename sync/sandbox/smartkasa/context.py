@@ -174,16 +174,21 @@ class Sandbox:
     def paginate(
         self, request: Request, items: list[Any], default: int | None = None
     ) -> tuple[list[Any], Record]:
-        """Kaminari paging with its exact meta (§3); an optional cap shrinks per_page silently."""
+        """Kaminari paging with its exact meta (§3); an optional cap shrinks per_page silently;
+        ``page_param`` can make the server ignore ``page``."""
         q = request.query_params
         per = _pos_int(q.get("per_page"), default or self.config.default_per_page)
         if self.config.max_per_page:
             per = min(per, self.config.max_per_page)
         page = _pos_int(q.get("page"), 1)
+        mode = self.config.page_param
+        if mode == "ignored":
+            page = 1
         total = len(items)
         pages = -(-total // per)
         out_of_range = page > pages
         offset = (page - 1) * per
+        served = 0 if mode == "ignored_echo" else offset
         meta = {
             "current_page": page,
             "next_page": page + 1 if page < pages else None,
@@ -193,7 +198,7 @@ class Sandbox:
             "limit_value": per,
             "offset_value": offset,
         }
-        return items[offset : offset + per], meta
+        return items[served : served + per], meta
 
     # --- ids -----------------------------------------------------------------------------
 
