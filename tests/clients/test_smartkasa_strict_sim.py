@@ -282,3 +282,33 @@ def test_pages_are_deduplicated_by_id_and_a_repeating_count_only_list_stops():
         assert asked == [1, 2]
 
     asyncio.run(go())
+
+
+# --- 5. a listed record that does not parse -------------------------------------------------
+
+
+def test_an_unparsable_list_record_is_a_contract_violation_naming_resource_id_and_field(strict):
+    from pydantic import ValidationError
+
+    from sync import errors as E
+
+    sb = strict()
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            ids = await sk.products.create_many([product(i) for i in range(3)])
+            edit = httpx.patch(
+                f"{sb.url}/_admin/records/products/{ids[1]}",
+                json={"number": 4820000000011},  # a JSON integer where the model wants text
+                headers={"X-API-KEY": sb.api_key},
+            )
+            assert edit.status_code == 200, edit.text
+            with pytest.raises(E.ContractViolation) as info:
+                _ = [p async for p in sk.products.iterate()]
+            assert not isinstance(info.value, ValidationError)
+            text = str(info.value)
+            assert "products" in text and ids[1] in text and "number" in text
+            with pytest.raises(E.ContractViolation):  # a lookup that lists it too
+                _ = [p async for p in sk.products.iterate(q="Product")]
+
+    asyncio.run(go())

@@ -85,6 +85,20 @@ async def _confirmed(records: AsyncIterator[ModelT], keep: Callable[[ModelT], bo
         ) from None
 
 
+def _unparsable(path: str, record: Any, exc: ValidationError) -> E.ContractViolation:
+    """A listed record our model refuses: which resource, which record, which field(s)."""
+    resource = path.rstrip("/").rsplit("/", 1)[-1]
+    ident = record.get("id") if isinstance(record, dict) else None
+    fields = sorted({".".join(str(p) for p in err["loc"]) or "(record)" for err in exc.errors()})
+    first = exc.errors()[0]
+    return E.ContractViolation(
+        f"a {resource} record (id {ident}) in a listing does not parse: field(s) {', '.join(fields)} "
+        f"({first['msg']})",
+        platform=PLATFORM,
+        hint="the listing stops here rather than skip the record; report this platform answer",
+    )
+
+
 def _id_of(data: Any) -> str:
     if isinstance(data, dict) and data.get("id") is not None:
         return str(data["id"])
@@ -116,7 +130,11 @@ class _Resource(Generic[ModelT]):
 
     async def _iterate(self, params: Mapping[str, Any] | None = None) -> AsyncIterator[ModelT]:
         async for record in self._api.iter_list(self.path, params):
-            yield self.model.model_validate(record)
+            try:
+                yield self.model.model_validate(record)
+            except ValidationError as exc:
+                # Never skipped: a record missing from a listing could be created twice.
+                raise _unparsable(self.path, record, exc) from None
 
     async def _get(self, ident: str) -> ModelT:
         data = await self._api.get_data(self.path + "/{id}", path_params={"id": str(ident)})
