@@ -19,6 +19,13 @@ Rules:
 - The budget is both ``max_attempts`` (attempts in total, the first included) and
   ``max_total_delay`` (sum of all sleeps); a retry whose delay would overrun the budget
   is not made.
+- A 429 *without* ``Retry-After`` gets a longer schedule: SmartEPI's burst throttle sends
+  none and says "use your own exponential backoff" (smartepi.md §2.9), and its limits (rate,
+  window) are undocumented, so a per-minute window must be outlasted. The delays grow from
+  the same ``base_delay`` (the first retries are as quick as for any other failure), but up
+  to ``throttle_max_delay`` each, for up to ``throttle_max_attempts`` attempts and
+  ``throttle_max_total_delay`` seconds (about 2 minutes by default; each value is the larger
+  of the throttle one and the general one). ``max_attempts=1`` still turns every retry off.
 - 501 (Not Implemented) and 505 are permanent server answers and never retried.
 """
 
@@ -45,6 +52,10 @@ class RetryPolicy:
     base_delay: float = 0.25
     max_delay: float = 20.0
     max_retry_after: float = 60.0
+    # 429 without Retry-After (see the module doc): 0.25, 0.5, 1, … 30 s ceilings, ≤ 120 s in all
+    throttle_max_attempts: int = 10
+    throttle_max_delay: float = 30.0
+    throttle_max_total_delay: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +111,12 @@ def parse_retry_after(
     return min(max(seconds, 0.0), cap)
 
 
-def backoff_delay(attempt: int, policy: RetryPolicy, rng: Callable[[], float]) -> float:
+def backoff_delay(
+    attempt: int, policy: RetryPolicy, rng: Callable[[], float], *, max_delay: float | None = None
+) -> float:
     """Full-jitter exponential backoff after failed attempt number ``attempt`` (1-based)."""
-    ceiling = min(policy.max_delay, policy.base_delay * (1 << max(attempt - 1, 0)))
+    cap = policy.max_delay if max_delay is None else max_delay
+    ceiling = min(cap, policy.base_delay * (1 << min(max(attempt - 1, 0), 62)))
     return rng() * ceiling
 
 
@@ -139,12 +153,17 @@ def decide(
         ambiguous = failure == "sent" and not idempotent
         if ambiguous:
             return Decision(False, ambiguous=True, reason="POST failed after sending: outcome unknown")
-    if attempt >= policy.max_attempts:
+    max_attempts, max_delay, budget = policy.max_attempts, policy.max_delay, policy.max_total_delay
+    if status == 429 and retry_after is None and max_attempts > 1:  # an undocumented throttle
+        max_attempts = max(max_attempts, policy.throttle_max_attempts)
+        max_delay = max(max_delay, policy.throttle_max_delay)
+        budget = max(budget, policy.throttle_max_total_delay)
+    if attempt >= max_attempts:
         return Decision(False, reason=f"{attempt} attempts failed")
     if retry_after is not None:
         delay = min(retry_after, policy.max_retry_after)
     else:
-        delay = backoff_delay(attempt, policy, rng)
-    if spent + delay > policy.max_total_delay:
-        return Decision(False, reason=f"retry budget of {policy.max_total_delay:g}s exhausted")
+        delay = backoff_delay(attempt, policy, rng, max_delay=max_delay)
+    if spent + delay > budget:
+        return Decision(False, reason=f"retry budget of {budget:g}s exhausted")
     return Decision(True, delay=delay, reason="retry")

@@ -235,11 +235,14 @@ def test_429_without_retry_after_uses_backoff_then_raises_rate_limited():
             try:
                 await loop.request("GET", "/things")
             finally:
-                assert sleeps == [0.5, 1.0, 2.0]
+                # the throttle schedule (no Retry-After): 10 attempts, ceilings up to 30 s
+                assert sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 15.0]
 
     with pytest.raises(RateLimited) as info:
         run(go())
-    assert gov.penalties == [0.5, 1.0, 2.0] and info.value.kind == "transient"
+    assert (
+        gov.penalties == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 15.0] and info.value.kind == "transient"
+    )
 
 
 def test_unauthorized_hook_retries_once():

@@ -146,3 +146,26 @@ def test_parse_retry_after(header, expected):
 )
 def test_classify_exception(exc, kind):
     assert classify_exception(exc) == kind
+
+
+def test_a_429_without_retry_after_gets_the_longer_throttle_schedule():
+    """Audit finding 4: SmartEPI's burst throttle sends no Retry-After (contract §2.9); the
+    default policy outlasts a per-minute window instead of giving up after about 4 s."""
+    policy = RetryPolicy()
+    spent, attempt, delays = 0.0, 0, []
+    while True:
+        attempt += 1
+        d = decide(attempt=attempt, idempotent=True, policy=policy, spent=spent, status=429)
+        if not d.retry:
+            break
+        delays.append(d.delay)
+        spent += d.delay
+    assert delays[:4] == [0.25, 0.5, 1.0, 2.0]  # as quick as before at first
+    assert attempt == policy.throttle_max_attempts and 60 <= spent <= policy.throttle_max_total_delay
+    assert max(delays) == policy.throttle_max_delay
+    # other failures keep the general schedule, and a Retry-After keeps its own rule
+    assert not decide(attempt=5, idempotent=True, policy=policy, status=503).retry
+    assert not decide(attempt=5, idempotent=True, policy=policy, status=429, retry_after=1.0).retry
+    assert decide(attempt=5, idempotent=True, policy=policy, status=429).retry
+    # max_attempts=1 still means "never retry"
+    assert not decide(attempt=1, idempotent=True, policy=RetryPolicy(max_attempts=1), status=429).retry
