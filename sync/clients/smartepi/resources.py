@@ -47,7 +47,7 @@ from pydantic import BaseModel, ValidationError
 
 from sync.clients.smartepi import models as m
 from sync.core.keys import fold, fold_email, fold_identification, key_values
-from sync.errors import ContractViolation, Duplicate, StaleVersion
+from sync.errors import BadRequest, ContractViolation, Duplicate, StaleVersion
 
 if TYPE_CHECKING:
     from sync.clients.smartepi.client import SmartEPIClient
@@ -113,7 +113,8 @@ SPECS: dict[str, ResourceSpec] = {
         _org("cost-centers", m.CostCenter, m.CostCenterFields, filters=frozenset({"name", "code"})),
         _org("job-roles", m.JobRole, m.JobRoleFields),
         _org("groups", m.Group, m.GroupFields),
-        ResourceSpec("access-groups", "/access-groups", m.AccessGroup, None),
+        # read-only; whether GET /access-groups/:id exists is undocumented (§3.7): list only
+        ResourceSpec("access-groups", "/access-groups", m.AccessGroup, None, gettable=False),
         _org(
             "employees",
             m.Employee,
@@ -181,6 +182,27 @@ def format_instant(value: dt.datetime | dt.date | str, *, round_up: bool = False
             value += dt.timedelta(milliseconds=1)
     text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+_DELETED_MARKS = ("deleted", "deletedAt", "isDeleted")
+_FALSE_TEXT = frozenset({"", "false", "0", "no", "null", "none"})
+
+
+def is_deleted(record: Any) -> bool:
+    """Whether a list item says it is soft-deleted: ``deleted``/``isDeleted`` true (or a
+    true-looking string), or any ``deletedAt`` value (a timestamp)."""
+    if not isinstance(record, dict):
+        return False
+    for mark in _DELETED_MARKS:
+        value = record.get(mark)
+        if value is None or value is False:
+            continue
+        if isinstance(value, str):
+            if value.strip().lower() not in _FALSE_TEXT:
+                return True
+        elif value:
+            return True
+    return False
 
 
 def check_list_params(spec: ResourceSpec, filters: Mapping[str, Any], limit: int) -> dict[str, Any]:
@@ -325,10 +347,15 @@ class Resource:
             cursor = nxt
 
     async def list(self, *, limit: int = MAX_LIMIT, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Every record matching ``filters``, lazily (``limit`` is the page size)."""
+        """Every live record matching ``filters``, lazily (``limit`` is the page size).
+
+        Whether soft-deleted records appear in lists is undocumented (§2.6, §5.3): an item
+        marked deleted (a truthy ``deleted``, ``deletedAt`` or ``isDeleted``) is left out, so
+        it is never adopted, matched as a duplicate or diffed (``pages`` keeps every item)."""
         async for page in self.pages(limit=limit, **filters):
             for record in page:
-                yield record
+                if not is_deleted(record):
+                    yield record
 
     async def get(self, ident: str) -> Versioned:
         if not self.spec.gettable:
@@ -519,6 +546,8 @@ class Employees(Resource):
         renamed it meanwhile, the resend collides on the unique e-mail (409, contract §0),
         which forgets the name, and the lookup after the 409 pages through everyone.
         """
+        if field == "identification":
+            return await self._search_identification(value, target)
         if field != "email":
             return await super()._search_key(field, value, target)
         name = self._names.get(target)
@@ -527,15 +556,28 @@ class Employees(Resource):
         word = name.split()[0]
         return [r async for r in self.list(name=word) if _folded(r, "email", fold_email) == target]
 
+    async def _search_identification(self, value: str, target: str) -> Records | None:
+        """Confirmed hits of the ``identification`` search; None (match on the full listing)
+        when it finds nothing or is refused with 400.
+
+        The filter is only inferred (§3.1) and the stored format is undocumented: a server
+        may match the exact text ("123.456.789-00" vs "12345678900") or reject the parameter.
+        This runs only on the lookup paths (after a 409 or an ambiguous create), so the full
+        listing compared with ``fold_identification`` is affordable there."""
+        try:
+            found = await super()._search_key("identification", value, target)
+        except BadRequest:
+            return None
+        return found or None
+
     async def find_by_identification(self, identification: str) -> Records:
         target = fold_identification(identification)
         if target is None:
             return []
-        return [
-            r
-            async for r in self.list(identification=identification.strip())
-            if _folded(r, "identification", fold_identification) == target
-        ]
+        found = await self._search_identification(identification, target)
+        if found is not None:
+            return found
+        return [r async for r in self.list() if _folded(r, "identification", fold_identification) == target]
 
     async def find_by_email(self, email: str, *, name: str | None = None) -> Records:
         """Employees whose e-mail equals ``email`` (folded); ``name`` narrows the search.

@@ -105,7 +105,7 @@ def loopback_guard(sandbox: Sandbox) -> Any:
     return Depends(local_only)
 
 
-STRICTNESS_KNOBS = ("training_records", "duplicate_token", "window_fraction_digits")
+STRICTNESS_KNOBS = ("training_records", "duplicate_token", "window_fraction_digits", "identification_search")
 
 
 def admin_router(sandbox: Sandbox) -> APIRouter:

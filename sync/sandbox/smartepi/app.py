@@ -202,6 +202,7 @@ def _routes(
     spec: EntitySpec,
     mode: Callable[[], FilterMode],
     window_digits: Callable[[], int] = lambda: 6,
+    identification_search: Callable[[], str] = lambda: "folded",
 ) -> None:
     resource = spec.resource
     base = f"/v1/{resource}"
@@ -223,9 +224,15 @@ def _routes(
 
     async def list_records(request: Request) -> Response:
         tenant = tenant_of(request)
+        ident = request.query_params.get("identification") if resource == "employees" else None
+        ident_mode = identification_search()
+        if ident is not None and ident_mode == "reject":
+            raise bad_request("identification: unsupported query parameter")
         with store.lock:
             params = request.query_params.multi_items()
             page, cursor = store.list_page(tenant, resource, params, mode(), window_digits())
+            if ident is not None and ident_mode == "exact_text":  # the stored text, as typed
+                page = [rec for rec in page if rec.data.get("identification") == ident]
             data = [dto(spec, rec) for rec in page]
         return _reply({"data": data, "cursor": cursor})
 
@@ -344,6 +351,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
             spec,
             lambda: sandbox.config.list_filters,
             lambda: sandbox.config.window_fraction_digits,
+            lambda: sandbox.config.identification_search,
         )
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))

@@ -44,3 +44,7 @@ class SmartEPISandboxConfig(BaseModel):
     # createdSince/createdUntil: at most this many fractional-second digits (6 = microseconds;
     # 3 mimics a millisecond API such as JavaScript's toISOString, 0 a seconds-only one)
     window_fraction_digits: int = Field(6, ge=0, le=6)
+    # The employees ``identification`` filter is inferred, not documented (§3.1): "folded"
+    # matches case-insensitively and trimmed (ours), "exact_text" only the stored text as typed
+    # ("123.456.789-00" is not "12345678900"), "reject" answers 400 to the parameter.
+    identification_search: Literal["folded", "exact_text", "reject"] = "folded"
