@@ -26,7 +26,9 @@ Application
     one table in ``params.py``; ``list_filters`` can make the API lenient or make it
     ignore filters altogether (for testing clients) [§2.5].
 13. Transaction time window ``createdSince`` (inclusive) / ``createdUntil`` (exclusive),
-    ISO-8601 UTC; combined with a relationship filter -> 400 [§0, §3.8, §5.5].
+    ISO-8601 UTC; combined with a relationship filter -> 400 [§0, §3.8, §5.5]. Bounds are
+    parsed strictly: extended format, ``Z`` or ``+00:00``, at most
+    ``window_fraction_digits`` (6) fractional digits; anything else -> 400.
 14. Read-only resources (access groups, transactions, training records): writes -> 405;
     transactions and training records have no GET by id -> 405 [§2.5, §3.8].
 15. Strong ETag ``"<int>"`` on every single-record response, none on lists; the version
@@ -51,7 +53,15 @@ Application
 26. DTOs carry ``createdAt``/``updatedAt`` as ISO-8601 UTC strings (transactions:
     ``createdAt``) [§5.5].
 27. Webhooks for transactions, signed ``X-SmartEPI-Signature: t=<unix>,v1=<hex>``,
-    at-least-once with retries and backoff [§4, §5.5] (see ``webhooks.py``).
+    at-least-once with retries and backoff [§4, §5.5] (see ``webhooks.py``;
+    ``WebhookOptions.key_mode`` and ``encoding`` pick the other readings of the recipe).
+
+Strictness knobs (``SmartEPISandboxConfig``; at run time ``PATCH /_admin/strictness``), for
+behaviours the contract leaves open, so clients can be tested against each answer:
+``training_records`` (serve, or 404/405/gateway 403 "Missing Authentication Token": the
+endpoint is undocumented, §3.9), ``duplicate_token`` (the 409 token of every duplicate, e.g.
+``conflict``, §2.5), ``window_fraction_digits`` (3 mimics a millisecond API),
+``identification_search`` (folded, exact_text or reject, §3.1) and ``key_activation_s``.
 
 State is in memory (no SQLite store). Assumptions per area are in each module's
 docstring: ``store`` (paging, uniqueness, references), ``schema`` (validation),
