@@ -146,3 +146,24 @@ def test_admin_faults_endpoint_changes_behaviour(client: TestClient) -> None:
     assert client.put("/_admin/faults", json={"p_5xx": 1.0}).status_code == 200
     assert client.post("/v1/sectors", json={"name": "S"}, headers=H).status_code == 500
     assert client.get("/v1/sectors", headers=H).status_code == 200
+
+
+def test_strictness_knobs_are_set_at_run_time_and_validated(client: TestClient) -> None:
+    assert client.get("/_admin/strictness").json() == {
+        "training_records": "serve",
+        "duplicate_token": None,
+        "window_fraction_digits": 6,
+        "identification_search": "folded",
+    }
+    assert client.get("/v1/training-records", headers=H).status_code == 200
+    got = client.patch("/_admin/strictness", json={"training_records": "403", "duplicate_token": "conflict"})
+    assert got.status_code == 200 and got.json()["training_records"] == "403"
+    unserved = client.get("/v1/training-records", headers=H)
+    assert unserved.status_code == 403 and unserved.json() == {"message": "Missing Authentication Token"}
+    assert "x-request-id" not in unserved.headers
+    seed(client, "sectors", [{"name": "Welding"}])
+    dup = client.post("/v1/sectors", json={"name": "welding"}, headers=H)
+    assert dup.status_code == 409 and dup.json()["type"] == "urn:smartepi:error:conflict"
+    for bad in ({"training_records": "500"}, {"window_fraction_digits": 7}, {"api_key": "x"}):
+        assert client.patch("/_admin/strictness", json=bad).status_code == 400
+    assert client.get("/_admin/strictness").json()["training_records"] == "403"
