@@ -69,3 +69,23 @@ def test_the_activation_wait_is_bounded() -> None:
 
     elapsed = asyncio.run(go())
     assert 0.5 <= elapsed < 2.0
+
+
+def test_a_key_with_surrounding_whitespace_is_sent_trimmed() -> None:
+    """Audit finding 18: the gateway compares the key exactly; a key read from a file with a
+    trailing newline (or pasted with spaces) must still authenticate, and never be logged."""
+    app = sandbox(0.0)
+
+    async def go() -> int:
+        async with SmartEPIClient(
+            "http://smartepi.test/v1",
+            f"  {KEY}\n",
+            account="t1",
+            transport=httpx.ASGITransport(app=app),
+            key_activation_wait=0.0,
+        ) as c:
+            listed = [r async for r in c.sectors.list()]
+            assert KEY not in repr(c)
+            return len(listed)
+
+    assert asyncio.run(go()) == 0

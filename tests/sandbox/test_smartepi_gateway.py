@@ -34,7 +34,9 @@ def test_missing_header_is_401_gateway_body_without_request_id(client: TestClien
     assert response.headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("value", ["Bearer sk_unknown", "Bearer ", "Basic c2tfYWxwaGE=", "sk_alpha"])
+@pytest.mark.parametrize(
+    "value", ["Bearer sk_unknown", "Bearer ", "Basic c2tfYWxwaGE=", "sk_alpha", "Bearer  sk_alpha"]
+)
 def test_any_sent_but_unusable_key_is_403_aws_deny(client: TestClient, value: str) -> None:
     response = client.get("/v1/employees", headers={"Authorization": value})
     assert response.status_code == 403

@@ -52,6 +52,10 @@ class SmartEPIClient(RequestLoop):
         if not key or not key.strip():
             raise ConfigError("SmartEPI api_key is empty", hint="set the tenant's SmartEPI API key")
         register_secret(key)
+        # The key is opaque (§2.2) and compared exactly by the gateway: whitespace around it
+        # (a trailing newline from a secrets file) is never part of it, so it is not sent.
+        key = key.strip()
+        register_secret(key)
         self.__key = SecretStr(key)  # masked even in vars(client) and debugger views
         super().__init__(base_url, account=account, **kwargs)
         self.key_activation_wait = (

@@ -70,11 +70,13 @@ class Sandbox:
 
 
 def _bearer(scope: Scope) -> str | None:
-    """The key from ``Authorization: Bearer <key>``; "" if the header is malformed."""
+    """The key from ``Authorization: Bearer <key>``; "" if the header is malformed. The key is
+    taken exactly as sent (no trimming: a gateway compares it byte for byte); the scheme is
+    case-insensitive (RFC 7235)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, key = value.decode("latin-1").partition(" ")
-            return key.strip() if scheme.lower() == "bearer" else ""
+            return key if scheme.lower() == "bearer" else ""
     return None
 
 
