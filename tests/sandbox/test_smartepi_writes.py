@@ -292,3 +292,13 @@ def test_patch_is_not_an_update_verb(client: TestClient) -> None:
     assert_problem(
         client.patch(f"/v1/groups/{group['id']}", json={"name": "H"}, headers=H), 405, "method_not_allowed"
     )
+
+
+@pytest.mark.parametrize("value", ["1", 'W/"1"', ' "1"', '"1" ', "'1'"])
+def test_if_match_must_be_the_quoted_etag(client: TestClient, value: str) -> None:
+    """Audit finding 17: the contract says ``If-Match: "<etag>"``; the sandbox is as strict."""
+    sector = client.post("/v1/sectors", json={"name": "Quoted"}, headers=H).json()["data"]
+    path = f"/v1/sectors/{sector['id']}"
+    refused = client.put(path, json={"name": "Q2"}, headers={**H, "If-Match": value})
+    assert refused.status_code == 400, refused.text
+    assert client.put(path, json={"name": "Q2"}, headers={**H, "If-Match": '"1"'}).status_code == 200

@@ -15,6 +15,7 @@ Admin routes live under ``/_admin`` (see ``admin.py``).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -182,6 +183,11 @@ def _versions_from(request: Request, body_version: Any = None, *, in_body: bool)
     versions: list[int] = []
     if_match = request.headers.get("if-match")
     if if_match is not None:
+        # §2.6: ``If-Match: "<etag>"``, the strong ETag as sent (a quoted integer); an unquoted,
+        # weak or padded value is refused (400), as a strict server could (the bare integer is
+        # the ``_version`` channel).
+        if not _QUOTED_VERSION.match(if_match):
+            raise bad_request('If-Match: must be the quoted ETag, e.g. "4"')
         versions.append(parse_version(if_match, "If-Match"))
     if in_body:
         if body_version is not None:
@@ -196,6 +202,7 @@ def _versions_from(request: Request, body_version: Any = None, *, in_body: bool)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+_QUOTED_VERSION = re.compile(r'^"[0-9]+"$')
 
 
 def _routes(
