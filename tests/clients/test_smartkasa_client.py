@@ -636,7 +636,8 @@ def test_category_update_uses_put(clock):
     cat = run(go())
     assert cat.title == "Beverages" and fake.count("PUT", "/api/v1/inventory/categories/r") == 1
     put = next(r for r in fake.requests if r.method == "PUT")
-    assert json.loads(put.content) == {"category": {"title": "Beverages", "color_id": 3}}
+    # the inner id repeats the path's, as the Blueprint does (contract §1)
+    assert json.loads(put.content) == {"category": {"id": "r", "title": "Beverages", "color_id": 3}}
 
 
 def test_card_upsert_posts_then_puts(clock):

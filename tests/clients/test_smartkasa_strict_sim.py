@@ -312,3 +312,120 @@ def test_an_unparsable_list_record_is_a_contract_violation_naming_resource_id_an
                 _ = [p async for p in sk.products.iterate(q="Product")]
 
     asyncio.run(go())
+
+
+# --- 6. required fields on update -----------------------------------------------------------
+
+
+def test_updates_carry_the_required_fields_with_the_values_the_platform_holds(strict):
+    from sync.engine.adapters.smartkasa import SmartKasaAdapter
+
+    sb = strict(auth_scheme="bare", body_style="wrapped", update_requires_required_fields=True)
+
+    def console_edit(table: str, rid: str, **fields: Any) -> None:
+        edit = httpx.patch(
+            f"{sb.url}/_admin/records/{table}/{rid}", json=fields, headers={"X-API-KEY": sb.api_key}
+        )
+        assert edit.status_code == 200, edit.text
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            pid, other = await sk.products.create_many([product(1), product(2)])
+            cid = (await sk.categories.create({"title": "Drinks"})).id
+            # a strict server refuses a partial update ...
+            from sync import errors as E
+
+            with pytest.raises(E.Unprocessable):
+                await sk.products.update(pid, {"price": Decimal("5")})
+            console_edit("products", pid, title="Console title")
+            console_edit("categories", cid, title="Console drinks")
+            adapter = SmartKasaAdapter(sk, owns_client=False)
+            # ... the adapter sends the held title: from this run's collect
+            _ = [r async for r in adapter.list_remote("products", children=())]
+            await adapter.update("products", pid, {"price": Decimal("5.25")}, {}, version=None)
+            # ... or, not collected, read now
+            await adapter.update("categories", cid, {"color_id": 3}, {}, version=None)
+            await adapter.update("products", other, {"title": "Renamed"}, {}, version=None)
+            fresh = SmartKasaAdapter(sk, owns_client=False)
+            await fresh.update("products", other, {"number": "777"}, {}, version=None)
+            got = await sk.products.get(pid)
+            assert (got.title, got.price) == ("Console title", Decimal("5.25"))
+            got2 = await sk.products.get(other)
+            assert (got2.title, got2.price, got2.number) == ("Renamed", product(2)["price"], "777")
+            cat = await sk.categories.get(cid)
+            assert (cat.title, cat.color_id) == ("Console drinks", 3)
+
+    asyncio.run(go())
+
+
+def test_many_uncollected_updates_read_the_held_fields_with_one_listing(strict):
+    from sync.engine.adapters.smartkasa import SmartKasaAdapter
+
+    sb = strict(auth_scheme="bare", body_style="plain", update_requires_required_fields=True)
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            ids = await sk.products.create_many([product(i) for i in range(20)])
+            before = sk.counters.snapshot()
+            adapter = SmartKasaAdapter(sk, owns_client=False)
+            for n, pid in enumerate(ids):
+                await adapter.update("products", pid, {"alter_number": f"A{n}"}, {}, version=None)
+            after = sk.counters.snapshot()
+            gets = sum(
+                n - before.get(k, 0)
+                for k, n in after.items()
+                if k[0] == "GET" and k[1].endswith("/products/{id}") and k[2] == "200"
+            )
+            assert gets == 8  # then one listing served the rest
+            got = [await sk.products.get(i) for i in ids]
+            assert [(g.title, g.alter_number) for g in got] == [(f"Product {n}", f"A{n}") for n in range(20)]
+
+    asyncio.run(go())
+
+
+# --- 7. the inner id of updates (F22) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["wrapped", "plain"])
+def test_updates_repeat_the_inner_id_for_a_server_that_reads_it(strict, style):
+    sb = strict(body_style=style, inner_id="required")
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            pid = await sk.products.create(product(1))
+            await sk.products.update(pid, {"title": "Renamed", "price": Decimal("2")})
+            cat = await sk.categories.create({"title": "Drinks"})
+            await sk.categories.update(cat.id, {"title": "Hot drinks"})
+            sub = await sk.subgroups.create({"title": "Tea"})
+            await sk.subgroups.update(sub.id, {"title": "Green tea"})
+            await sk.cards.upsert(pid, sb.shops[0], count=1)
+            await sk.cards.upsert(pid, sb.shops[0], count=2)  # the PUT
+            assert (await sk.products.get(pid)).title == "Renamed"
+            assert (await sk.categories.get(cat.id)).title == "Hot drinks"
+            assert [c.count async for c in sk.cards.iterate(product_id=pid)] == [Decimal("2")]
+
+    asyncio.run(go())
+
+
+# --- 7. a second card for one (product, shop) (F19) -------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["invalid", "taken"])
+def test_a_card_post_refused_as_a_duplicate_updates_the_existing_card(strict, code):
+    from sync import errors as E
+
+    sb = strict(duplicate_card=code)
+
+    async def go() -> None:
+        async with sb.client() as sk:
+            pid = await sk.products.create(product(1))
+            first = await sk.cards.create({"product_id": pid, "shop_id": sb.shops[0], "count": 1})
+            # e.g. a card the platform created itself, or one whose POST answer was lost
+            again = await sk.cards.create({"product_id": pid, "shop_id": sb.shops[0], "count": 5})
+            assert again == first
+            assert [c.count async for c in sk.cards.iterate(product_id=pid)] == [Decimal("5")]
+            # a product that does not exist is still refused (the lookup finds no card)
+            with pytest.raises(E.Unprocessable):
+                await sk.cards.create({"product_id": str(uuid.uuid4()), "shop_id": sb.shops[0], "count": 1})
+
+    asyncio.run(go())

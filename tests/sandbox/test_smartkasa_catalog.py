@@ -380,7 +380,7 @@ def test_cards_one_per_product_and_shop(kasa):
         and isinstance(card["id"], int)
     )
     dup = kasa.send("POST", "/inventory/cards", {"card": {"product_id": pid, "shop_id": kasa.shops[0]}})
-    assert dup.json() == {"errors": {"product_id": [{"error": "taken"}]}}
+    assert dup.json() == {"errors": {"product_id": [{"error": "invalid"}]}}  # the contract's example
     unknown = kasa.send(
         "POST", "/inventory/cards", {"card": {"product_id": "0" * 36, "shop_id": kasa.shops[0]}}
     )

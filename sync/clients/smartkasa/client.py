@@ -278,8 +278,10 @@ class SmartKasaClient(RequestLoop):
 
         return iterate_pages(fetch)
 
-    def record_body(self, resource: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return record_body(resource, fields, self.settings.body_style)
+    def record_body(
+        self, resource: str, fields: Mapping[str, Any], *, inner_id: str | None = None
+    ) -> dict[str, Any]:
+        return record_body(resource, fields, self.settings.body_style, inner_id=inner_id)
 
     def batch_body(self, collection: str, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return batch_body(collection, items, self.settings.body_style)

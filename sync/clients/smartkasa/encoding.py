@@ -62,12 +62,24 @@ def _int_ids(fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record_body(resource: str, fields: Mapping[str, Any], style: BodyStyle) -> dict[str, Any]:
-    """Body of a single-record write (``resource`` is the Blueprint wrapper key)."""
+def record_body(
+    resource: str, fields: Mapping[str, Any], style: BodyStyle, *, inner_id: str | None = None
+) -> dict[str, Any]:
+    """Body of a single-record write (``resource`` is the Blueprint wrapper key).
+
+    ``inner_id``: an update's record id, repeated inside the body as the Blueprint does
+    (contract §1: "sending the inner ``id`` is harmless"; a server that reads the id from the
+    body would otherwise answer 422 ``id`` invalid, which reads as "gone"). Digit-only ids
+    (cards, subgroups) go as JSON integers. Sent in the wrapped part, and with ``both`` at
+    the top level too; ``plain`` bodies stay as they were (the OpenAPI form has no ``id``).
+    """
     body = to_wire(_int_ids(fields))
+    inner = body
+    if inner_id is not None:
+        inner = {"id": int(inner_id) if inner_id.isdigit() else inner_id, **body}
     if style == "both":
-        return {**body, resource: body}
-    return {resource: body} if style == "wrapped" else body
+        return {**inner, resource: inner}
+    return {resource: inner} if style == "wrapped" else body
 
 
 def batch_body(collection: str, items: Sequence[Mapping[str, Any]], style: BodyStyle) -> dict[str, Any]:

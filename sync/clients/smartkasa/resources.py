@@ -5,7 +5,7 @@ Choices where the contract is silent (see also the package's other docstrings):
 - Ids are opaque strings in and out (contract §1.1); integer-id fields are converted on
   the wire (``encoding``). ``user_id``/``owner_id`` are never sent (§5.4: fixture wiring).
 - Products are updated with PATCH, everything else with PUT (§5.4); the path id is
-  authoritative, so no inner ``id`` is sent.
+  authoritative, and the inner ``id`` is sent too, as the Blueprint does (``encoding``).
 - Lookups filter on the server *and* again on the client, because whether a filter is
   exact, partial or honoured at all is not stated: ``products.find_by_number`` returns
   every match under ``sync.core.keys.fold`` (barcodes are not unique, §8); ``categories.find`` matches
@@ -170,6 +170,14 @@ class Subgroups(_Resource[M.Subgroup]):
     def iterate(self, *, title: str | None = None) -> AsyncIterator[M.Subgroup]:
         return self._iterate({"title": title})
 
+    async def get(self, subgroup_id: str) -> M.Subgroup:
+        """By the list's ``id`` filter (§5.3 documents no GET by id), confirmed locally."""
+        for sub in await _confirmed(
+            self._iterate({"id": str(subgroup_id)}), lambda s: s.id == str(subgroup_id)
+        ):
+            return sub
+        raise E.NotFound(f"subgroup {subgroup_id} not found", status=404, platform=PLATFORM)
+
     async def create(self, fields: Mapping[str, Any]) -> M.Subgroup:
         data = await self._api.send(
             "POST", self.path, json=self._api.record_body("subgroup", _fields(fields))
@@ -177,7 +185,7 @@ class Subgroups(_Resource[M.Subgroup]):
         return M.Subgroup.model_validate(data)
 
     async def update(self, subgroup_id: str, fields: Mapping[str, Any]) -> M.Subgroup:
-        body = self._api.record_body("subgroup", _fields(fields))
+        body = self._api.record_body("subgroup", _fields(fields), inner_id=str(subgroup_id))
         data = await self._api.send(
             "PUT", self.path + "/{id}", path_params={"id": str(subgroup_id)}, json=body
         )
@@ -393,6 +401,9 @@ class Categories(_BatchCreate[M.Category]):
             self.iterate(parent_id=parent), lambda c: fold(c.title) == want and c.parent_id == parent
         )
 
+    async def get(self, category_id: str) -> M.Category:
+        return await self._get(category_id)
+
     async def create(self, fields: Mapping[str, Any]) -> M.Category:
         data = await self._api.send(
             "POST", self.path, json=self._api.record_body("category", _fields(fields))
@@ -400,7 +411,7 @@ class Categories(_BatchCreate[M.Category]):
         return M.Category.model_validate(data)
 
     async def update(self, category_id: str, fields: Mapping[str, Any]) -> M.Category:
-        body = self._api.record_body("category", _fields(fields))
+        body = self._api.record_body("category", _fields(fields), inner_id=str(category_id))
         data = await self._api.send(
             "PUT", self.path + "/{id}", path_params={"id": str(category_id)}, json=body
         )
@@ -452,7 +463,7 @@ class Products(_BatchCreate[M.Product]):
         return _id_of(data)
 
     async def update(self, product_id: str, fields: Mapping[str, Any]) -> str:
-        body = self._api.record_body("product", _fields(fields))
+        body = self._api.record_body("product", _fields(fields), inner_id=str(product_id))
         data = await self._api.send(
             "PATCH", self.path + "/{id}", path_params={"id": str(product_id)}, json=body
         )
@@ -473,11 +484,34 @@ class Cards(_Resource[M.Card]):
         return await self._get(card_id)
 
     async def create(self, fields: Mapping[str, Any]) -> str:
-        data = await self._api.send("POST", self.path, json=self._api.record_body("card", _fields(fields)))
+        """POST a card. A 422 ``product_id`` (the contract's only card error example, §5.5: a
+        missing product, someone else's, *or a duplicate card*, cause unknown) or a duplicate
+        answer is resolved by one lookup of ``(product, shop)``: a card found there is updated
+        (PUT) instead, as a card created by the platform itself (one per shop) would need."""
+        try:
+            data = await self._api.send(
+                "POST", self.path, json=self._api.record_body("card", _fields(fields))
+            )
+        except (E.Duplicate, E.Unprocessable) as exc:
+            duplicate = isinstance(exc, E.Duplicate) and exc.field in (None, "product_id")
+            if not (duplicate or exc.field == "product_id") or fields.get("shop_id") is None:
+                raise
+            existing = await self._find(str(fields.get("product_id")), str(fields.get("shop_id")))
+            if not existing:
+                raise
+            log.info("smartkasa refused a second card for one (product, shop); updating the existing one")
+            return await self.update(existing[0].id, fields)
         return _id_of(data)
 
+    async def _find(self, product_id: str, shop_id: str) -> list[M.Card]:
+        return [
+            c
+            async for c in self.iterate(product_id=product_id, shop_id=shop_id)
+            if c.product_id == product_id and c.shop_id == shop_id
+        ]
+
     async def update(self, card_id: str, fields: Mapping[str, Any]) -> str:
-        body = self._api.record_body("card", _fields(fields))
+        body = self._api.record_body("card", _fields(fields), inner_id=str(card_id))
         data = await self._api.send("PUT", self.path + "/{id}", path_params={"id": str(card_id)}, json=body)
         return _id_of(data) if data is not None else str(card_id)
 
@@ -491,11 +525,7 @@ class Cards(_Resource[M.Card]):
         fields: dict[str, Any] = {"product_id": str(product_id), "shop_id": str(shop_id), "count": count}
         if counting_enabled is not None:
             fields["counting_enabled"] = counting_enabled
-        existing = [
-            c
-            async for c in self.iterate(product_id=str(product_id), shop_id=str(shop_id))
-            if c.product_id == str(product_id) and c.shop_id == str(shop_id)
-        ]
+        existing = await self._find(str(product_id), str(shop_id))
         if existing:
             if len(existing) > 1:
                 log.warning(

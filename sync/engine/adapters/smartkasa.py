@@ -7,7 +7,13 @@
   ``shop_id``: listed once per collect (``GET /inventory/cards`` returns them all) and
   written after the product (POST for a new product, upsert otherwise). ``count`` is
   an absolute value (contract §5.5), so a push races with till sales in between.
-- Updates: PATCH for products, PUT elsewhere; only the owned, changed fields are sent.
+- Updates: PATCH for products, PUT elsewhere; the owned, changed fields are sent, plus the
+  fields the platform requires (``title``/``price`` of a product, ``title`` of a category or
+  subgroup) when the change lacks them. Whether PATCH/PUT validate those on update is not
+  stated (contract §5.4, §8: "send only the fields you own, plus anything required"), so they
+  are always sent, with the value the platform already holds: the record as this run read
+  it (collect, lookup, get), else read now. Sending what the platform holds changes nothing,
+  so a console edit of a field the ERP did not change is never overwritten.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ _SERVER_FIELDS = frozenset(
         "tax_amount",
     }
 )
+_REQUIRED_ON_UPDATE: dict[str, tuple[str, ...]] = {
+    "products": ("title", "price"),
+    "categories": ("title",),
+    "subgroups": ("title",),
+}
 _CARD_FIELDS = ("shop_id", "count", "counting_enabled")
 _CARD_ATTEMPTS = 3  # upserts per card when its POST keeps ending ambiguously
 _FIND_BY_NUMBER_MAX = 8  # more barcode lookups than this: one listing of the catalog is cheaper
@@ -87,6 +98,9 @@ class SmartKasaAdapter:
         self._owns_client = owns_client  # False: a kept client outlives this run's adapter
         self._counts_before = client.counters.snapshot()
         self._cards: dict[str, list[dict[str, Any]]] | None = None
+        # (entity, id) → the required-on-update fields as the platform holds them (module docstring)
+        self._held: dict[tuple[str, str], dict[str, Any]] = {}
+        self._held_misses: dict[str, int] = {}
 
     def _res(self, entity: str) -> Any:
         res = getattr(self.client, entity.replace("-", "_"), None)
@@ -108,6 +122,9 @@ class SmartKasaAdapter:
 
     def _split(self, entity: str, rec: Mapping[str, Any], cards: list[dict[str, Any]] | None) -> RawRemote:
         fields = {k: v for k, v in rec.items() if k not in _SERVER_FIELDS}
+        required = _REQUIRED_ON_UPDATE.get(entity)
+        if required:
+            self._held[(entity, str(rec["id"]))] = {f: fields.get(f) for f in required}
         children = {"cards": cards} if entity == "products" and cards is not None else {}
         return RawRemote(str(rec["id"]), fields, children, None)
 
@@ -354,10 +371,35 @@ class SmartKasaAdapter:
         version: str | None,
     ) -> Written:
         if payload:
-            await self._res(entity).update(remote_id, dict(payload))
+            body = dict(payload)
+            required = _REQUIRED_ON_UPDATE.get(entity, ())
+            if any(f not in body for f in required):
+                held = await self._held_fields(entity, str(remote_id))
+                for f in required:
+                    if f not in body and held.get(f) is not None:
+                        body[f] = held[f]
+            await self._res(entity).update(remote_id, body)
+            if required:
+                held = self._held.setdefault((entity, str(remote_id)), {})
+                held.update({f: body[f] for f in required if f in body})
         if entity == "products" and children.get("cards") is not None:
             await self._write_cards(remote_id, children["cards"], new=False)
         return Written(remote_id, None)
+
+    async def _held_fields(self, entity: str, remote_id: str) -> dict[str, Any]:
+        """The required fields as the platform holds them: this run's read, else read now (one
+        GET each for the first few, then one listing of the entity is cheaper)."""
+        held = self._held.get((entity, remote_id))
+        if held is None:
+            self._held_misses[entity] = self._held_misses.get(entity, 0) + 1
+            if self._held_misses[entity] == _FIND_BY_NUMBER_MAX + 1 and entity in ("products", "categories"):
+                async for _ in self.list_remote(entity, children=()):
+                    pass  # ``_split`` fills the cache
+                held = self._held.get((entity, remote_id))
+            if held is None:
+                await self.get(entity, remote_id)
+                held = self._held.get((entity, remote_id))
+        return held or {}
 
     async def delete(self, entity: str, remote_id: str, *, version: str | None) -> None:
         await self._res(entity).delete(remote_id)

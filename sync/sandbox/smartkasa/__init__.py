@@ -59,7 +59,8 @@ Catalog (§5, §9.3–9.4) — ``test_smartkasa_catalog.py``
 17. Duplicate ``number`` allowed; ``reject_duplicate_number`` → 422 ``number: taken`` (within a batch too).
 18. ``unit_type_id`` read as a unit code (default) or id (``unit_type_mode``); ``unit_type_name`` null if
     unknown.
-19. Cards: int ids, one per (product, shop) (a second → 422 ``product_id: taken``, an invented code); unknown
+19. Cards: int ids, one per (product, shop) (a second → 422 ``product_id: invalid`` as the contract's example,
+    or the invented ``taken`` with ``duplicate_card=taken``); unknown
     product → ``product_id: invalid``, unknown shop → ``shop_id: invalid``; POST returns the bare card, PUT
     ``{id}``, GET and list nest ``product`` and ``shop`` (no address); ``count`` is absolute.
     Deleting a product or a shop deletes its cards.

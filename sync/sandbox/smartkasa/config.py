@@ -44,6 +44,14 @@ class SmartKasaSandboxConfig(BaseModel):
     max_batch: int | None = None
     max_batch_status: Literal[400, 413, 422] = 422
     reject_duplicate_number: bool = False
+    # Run the form's required-field checks on updates too (product PATCH: ``title``, ``price``;
+    # category and subgroup PUT: ``title``): the contract does not prove PATCH/PUT are partial (§5.4).
+    update_requires_required_fields: bool = False
+    # ``required``: an update body must carry the inner ``id`` (as the Blueprint examples do, §1)
+    inner_id: Literal["ignored", "required"] = "ignored"
+    # A second card for one (product, shop): the contract's only card error example is 422
+    # ``product_id: invalid`` (§5.5, cause unknown); ``taken`` is an invented, clearer code.
+    duplicate_card: Literal["invalid", "taken"] = "invalid"
     number_match: Literal["exact", "partial"] = "exact"
     unit_type_mode: Literal["code", "id"] = "code"
     expose_remote_id: bool = False

@@ -161,6 +161,17 @@ class Sandbox:
             raise field_error(key, "blank" if inner is None else "invalid", 400)
         return body
 
+    def check_inner_id(self, data: dict[str, Any], path_id: str) -> None:
+        """``inner_id=required``: an update body must repeat the record id (the Blueprint's form, §1)
+        and agree with the path; else 422 ``id`` blank/invalid, as a server reading it would answer."""
+        if self.config.inner_id != "required":
+            return
+        inner = data.get("id")
+        if inner is None:
+            raise field_error("id", "blank")
+        if str(inner) != str(path_id):
+            raise field_error("id", "invalid")
+
     def unwrap_batch(self, body: Any, key: str) -> list[Any]:
         """``{"batch": {key: [...]}}`` or ``{key: [...]}``; anything else is 422 ``{key: blank}``."""
         inner = self.unwrap(body, "batch")

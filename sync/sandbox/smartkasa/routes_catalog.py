@@ -81,9 +81,12 @@ def _int_or_none(text: str | None) -> int | None:
 # --- validation shared by single and batch writes -------------------------------------------
 
 
-def check_category(t: Tenant, data: Record, *, create: bool, own_id: str | None = None) -> Errors:
+def check_category(
+    t: Tenant, data: Record, *, create: bool, own_id: str | None = None, required: bool = False
+) -> Errors:
+    """``required``: the required fields are checked on an update too (a stricter server)."""
     errors = Errors()
-    if (create or "title" in data) and is_blank(data.get("title")):
+    if (create or required or "title" in data) and is_blank(data.get("title")):
         errors.add("title", "blank")
     parent = data.get("parent_id")
     if parent is not None and (parent not in t.tables["categories"] or parent == own_id):
@@ -101,6 +104,7 @@ def check_product(
     seen: set[str] | None = None,
 ) -> Errors:
     errors = Errors()
+    create = create or sb.config.update_requires_required_fields
     if (create or "title" in data) and is_blank(data.get("title")):
         errors.add("title", "blank")
     if (create or "price" in data) and data.get("price") is None:
@@ -226,8 +230,11 @@ def router(sb: Sandbox) -> APIRouter:
     async def update_category(cid: str, request: Request) -> Response:
         t, _ = sb.session(request)
         cat = sb.get(t, "categories", cid)
-        data = coerce("Inventory::CategoryForm", sb.unwrap(await sb.json_body(request), "category"), CATEGORY)
-        check_category(t, data, create=False, own_id=cid).raise_if_any()
+        body = sb.unwrap(await sb.json_body(request), "category")
+        sb.check_inner_id(body, cid)
+        data = coerce("Inventory::CategoryForm", body, CATEGORY)
+        required = cfg.update_requires_required_fields
+        check_category(t, data, create=False, own_id=cid, required=required).raise_if_any()
         cat.update(data)  # PUT merges (§5.2): omitted attributes keep their values
         store.touch(cat)
         return ok(views.category(t, cat))
@@ -264,8 +271,10 @@ def router(sb: Sandbox) -> APIRouter:
     async def update_subgroup(sid: str, request: Request) -> Response:
         t, _ = sb.session(request)
         sub = sb.get(t, "subgroups", sid)
-        data = coerce("Inventory::SubgroupForm", sb.unwrap(await sb.json_body(request), "subgroup"), SUBGROUP)
-        if "title" in data and is_blank(data["title"]):
+        body = sb.unwrap(await sb.json_body(request), "subgroup")
+        sb.check_inner_id(body, sid)
+        data = coerce("Inventory::SubgroupForm", body, SUBGROUP)
+        if ("title" in data or cfg.update_requires_required_fields) and is_blank(data.get("title")):
             raise field_error("title", "blank")
         sub.update(data)
         store.touch(sub)
@@ -370,7 +379,9 @@ def router(sb: Sandbox) -> APIRouter:
     async def patch_product(pid: str, request: Request) -> Response:
         t, _ = sb.session(request)
         product = sb.get(t, "products", pid)
-        data = coerce("Inventory::ProductForm", sb.unwrap(await sb.json_body(request), "product"), PRODUCT)
+        body = sb.unwrap(await sb.json_body(request), "product")
+        sb.check_inner_id(body, pid)
+        data = coerce("Inventory::ProductForm", body, PRODUCT)
         check_product(sb, t, data, create=False, own_id=pid).raise_if_any()
         product.update(product_values(data))
         store.touch(product)
@@ -395,7 +406,7 @@ def router(sb: Sandbox) -> APIRouter:
             c["product_id"] == product_id and c["shop_id"] == shop_id and c is not own
             for c in t.tables["cards"].values()
         ):
-            errors.add("product_id", "taken")
+            errors.add("product_id", cfg.duplicate_card)
         errors.raise_if_any()
         if data.get("count") is not None:
             data["count"] = quantize(data["count"], QTY)
@@ -438,7 +449,9 @@ def router(sb: Sandbox) -> APIRouter:
     async def update_card(cid: str, request: Request) -> Response:
         t, _ = sb.session(request)
         card = sb.get(t, "cards", cid)
-        data = coerce("Inventory::CardForm", sb.unwrap(await sb.json_body(request), "card"), CARD)
+        body = sb.unwrap(await sb.json_body(request), "card")
+        sb.check_inner_id(body, cid)
+        data = coerce("Inventory::CardForm", body, CARD)
         card.update(check_card(t, data, create=False, own=card))
         store.touch(card)
         return ok({"id": card["id"]})
