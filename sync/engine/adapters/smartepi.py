@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,20 @@ from sync.errors import ContractViolation
 
 CHILD_KEYS: dict[str, str] = {"sizes": "name", "certificates": "number"}
 _NOT_FIELDS = frozenset({"id", "createdAt", "updatedAt", *CHILD_KEYS})
+# Child fields erpsync maps as dates (§5.5 gives ``expiresAt`` no type; every other ``…At``
+# in the contract is a date-time). A server that stores it as a date-time answers
+# "2026-01-31T00:00:00Z" for the "2026-01-31" we sent: a midnight-UTC value is read back as
+# the date, so the child compares equal and is not rewritten on every run.
+CHILD_DATE_FIELDS: dict[str, frozenset[str]] = {"certificates": frozenset({"expiresAt"})}
+_MIDNIGHT_UTC = re.compile(r"^(\d{4}-\d{2}-\d{2})T00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?$")
+
+
+def _as_date(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _MIDNIGHT_UTC.match(value.strip())
+        if match:
+            return match.group(1)
+    return value
 
 
 def resource_name(entity: str) -> str:
@@ -35,8 +50,11 @@ def split_record(record: Mapping[str, Any], etag: str | None = None) -> RawRemot
     for name in CHILD_KEYS:
         entries = record.get(name)
         if isinstance(entries, list):
+            dates = CHILD_DATE_FIELDS.get(name, frozenset())
             children[name] = [
-                {k: v for k, v in e.items() if k != "id"} for e in entries if isinstance(e, dict)
+                {k: (_as_date(v) if k in dates else v) for k, v in e.items() if k != "id"}
+                for e in entries
+                if isinstance(e, dict)
             ]
     return RawRemote(str(record["id"]), fields, children, etag)
 
