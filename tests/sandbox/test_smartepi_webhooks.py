@@ -260,3 +260,34 @@ def test_strip_prefix_key_mode_signs_with_the_bare_secret(receiver: Receiver) ->
     [got] = receiver.received
     assert verify_signature(SECRET.removeprefix("whsec_"), got["header"], got["body"])
     assert not got["valid"]
+
+
+@pytest.mark.parametrize("resign", [True, False])
+def test_resign_on_retry_off_resends_the_first_timestamp(
+    sandbox_client: TestClient, receiver: Receiver, resign: bool
+) -> None:
+    """Audit finding 21: a sender may sign once and resend the same header on every retry."""
+    receiver.fail_first = 2
+    _setup(sandbox_client, receiver.url, {"backoff_s": 0.6, "backoff_max_s": 0.6, "resign_on_retry": resign})
+    _generate(sandbox_client, "returns", 1)
+    _flush(sandbox_client)
+    stamps = [r["header"].split(",")[0] for r in receiver.received]
+    assert len(stamps) == 3 and all(r["valid"] for r in receiver.received)
+    assert (len(set(stamps)) == 1) is (not resign)
+
+
+def test_base64_encoding_signs_the_digest_in_base64(receiver: Receiver) -> None:
+    import base64
+
+    receiver.verify = False
+    emitter = WebhookEmitter(WebhookOptions(**FAST, encoding="base64"))
+    try:
+        emitter.enqueue(
+            "t", receiver.url, SECRET, [{"id": "evt_y", "type": "webhook.test", "createdAt": 0, "data": {}}]
+        )
+        assert emitter.flush(10)
+    finally:
+        emitter.stop()
+    [got] = receiver.received
+    t, v1 = (part.split("=", 1)[1] for part in got["header"].split(","))
+    assert base64.b64decode(v1) == bytes.fromhex(sign(SECRET, int(t), got["body"]))

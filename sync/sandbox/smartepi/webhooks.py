@@ -92,6 +92,9 @@ class WebhookOptions(BaseModel):
     stale_by_s: int = Field(3600, ge=0)
     key_mode: Literal["full", "strip_prefix"] = "full"
     encoding: Literal["hex", "base64"] = "hex"  # of the v1 digest
+    # False: every retry resends the first attempt's signature timestamp (the retry schedule is
+    # undocumented, §4), so a retry more than 300 s later is refused as stale by the receiver
+    resign_on_retry: bool = True
 
 
 def event_for(event_type: str, entity_id: str, data: dict[str, Any], created_at: int) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class _Delivery:
     copy: int = 0
     test: bool = False
     attempt: int = 0
+    first_timestamp: int | None = None  # the ``t`` of the first attempt (``resign_on_retry`` off)
 
 
 class WebhookEmitter:
@@ -265,6 +269,10 @@ class WebhookEmitter:
         )
         stale = opts.p_stale_timestamp > 0 and decision(opts.seed, "stale", salt) < opts.p_stale_timestamp
         timestamp = int(time.time()) - (opts.stale_by_s if stale else 0)
+        if d.first_timestamp is None:
+            d.first_timestamp = timestamp
+        elif not opts.resign_on_retry:
+            timestamp = d.first_timestamp
         key = d.secret
         if opts.key_mode == "strip_prefix" and key.startswith(SECRET_PREFIX):
             key = key[len(SECRET_PREFIX) :]
