@@ -105,7 +105,13 @@ def loopback_guard(sandbox: Sandbox) -> Any:
     return Depends(local_only)
 
 
-STRICTNESS_KNOBS = ("training_records", "duplicate_token", "window_fraction_digits", "identification_search")
+STRICTNESS_KNOBS = (
+    "training_records",
+    "duplicate_token",
+    "window_fraction_digits",
+    "identification_search",
+    "gateway_style",
+)
 
 
 def admin_router(sandbox: Sandbox) -> APIRouter:

@@ -81,25 +81,34 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def _auth_middleware(store: Store) -> Callable[[ASGIApp], ASGIApp]:
-    """The gateway: 401 without a header, 403 for any key that is sent but not usable."""
+def _auth_middleware(store: Store, style: Callable[[], str] = lambda: "B") -> Callable[[ASGIApp], ASGIApp]:
+    """The gateway: 401 without a header, 403 for any key that is sent but not usable.
+
+    ``gateway_style`` "A" answers as the older revision does (§2.2 A, §5.1): 401
+    ``{"message":"Unauthorized"}`` for an unknown, inactive or revoked key too, and 403 only for
+    the IP allow-list, as RFC 7807 ``urn:smartepi:error:forbidden`` with an ``X-Request-Id``."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope["path"].startswith("/v1"):
                 key = _bearer(scope)
                 tenant = store.tenant_for_key(key) if key else None
+                revision_a = style() == "A"
                 status = 401 if key is None else 0
+                ip_blocked = False
                 if tenant is None:
-                    status = status or 403
+                    status = status or (401 if revision_a else 403)
                 elif tenant.active_after > time.time():
-                    status = 403
+                    status = 401 if revision_a else 403
                 elif tenant.allowed_ips is not None:
                     client = scope.get("client")
                     if client is None or client[0] not in tenant.allowed_ips:
-                        status = 403
+                        status, ip_blocked = 403, True
                 if status:
-                    code, headers, body = gateway_parts(status)
+                    if revision_a and ip_blocked:
+                        code, headers, body = problem_parts(403, "forbidden", "source IP not allowed")
+                    else:
+                        code, headers, body = gateway_parts(status)
                     headers = [*headers, (b"content-length", str(len(body)).encode())]
                     await send({"type": "http.response.start", "status": code, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
@@ -319,7 +328,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
         "smartepi",
         faults or FaultConfig(),
         account_of=account_of,
-        rate_limited=rate_limited_parts,
+        rate_limited=lambda retry_after: rate_limited_parts(retry_after, config.gateway_style),
         server_error=server_error_parts,
     )
     sandbox = Sandbox(config, store, WebhookEmitter(config.webhooks), injector)
@@ -364,7 +373,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
         )
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))
-    app.add_middleware(_Wrapped, wrap=_auth_middleware(store))
+    app.add_middleware(_Wrapped, wrap=_auth_middleware(store, lambda: sandbox.config.gateway_style))
     app.add_middleware(_Wrapped, wrap=_unserved_middleware(sandbox.config))
     app.add_middleware(_Wrapped, wrap=injector.wrap)
     return app

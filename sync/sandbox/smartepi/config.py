@@ -48,3 +48,6 @@ class SmartEPISandboxConfig(BaseModel):
     # matches case-insensitively and trimmed (ours), "exact_text" only the stored text as typed
     # ("123.456.789-00" is not "12345678900"), "reject" answers 400 to the parameter.
     identification_search: Literal["folded", "exact_text", "reject"] = "folded"
+    # Gateway answers of revision B (the default, §2.2 B) or the older revision A: 401 for any
+    # bad key, 403 problem+json only for the IP allow-list, 429 {"message":"Limit Exceeded"}
+    gateway_style: Literal["A", "B"] = "B"

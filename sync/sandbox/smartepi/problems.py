@@ -90,8 +90,20 @@ def gateway_parts(status: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     return status, [(b"content-type", b"application/json")], body
 
 
-def rate_limited_parts(retry_after: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """429 as the gateway sends it: no request id, Retry-After only when configured."""
+GATEWAY_429_A = b'{"message":"Limit Exceeded"}'
+
+
+def rate_limited_parts(
+    retry_after: float | None, style: str = "B"
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """429 as the gateway sends it: no request id, Retry-After only when configured; revision
+    A's endpoint pages show ``{"message":"Limit Exceeded"}`` without ``x-amzn-errortype``."""
+    if style == "A":
+        headers = [(b"content-type", b"application/json")]
+        if retry_after is not None:
+            text = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+            headers.append((b"retry-after", text.encode()))
+        return 429, headers, GATEWAY_429_A
     headers = [(b"content-type", b"application/json"), (b"x-amzn-errortype", b"TooManyRequestsException")]
     if retry_after is not None:
         text = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
