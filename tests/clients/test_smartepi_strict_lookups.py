@@ -96,3 +96,32 @@ def test_access_groups_are_never_got_by_id() -> None:
             return [r["id"] async for r in c.access_groups.list()]
 
     assert asyncio.run(go()) == ["ag1"]
+
+
+@pytest.mark.parametrize("semantics", ["exact", "none"])
+def test_name_lookup_does_not_depend_on_prefix_semantics(semantics: str) -> None:
+    """Audit finding 11: revision A is silent on the ``name`` filter; a server that matches the
+    whole name (or finds nothing by it) must still let a 409's lookup find the record."""
+    records = [{"id": f"s{i}", "name": f"Other {i}"} for i in range(3)] + [
+        {"id": "s9", "name": "Welding  Shop"}
+    ]
+    asked: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        name = request.url.params.get("name")
+        asked.append(name)
+        if name is None:
+            rows = records
+        elif semantics == "exact":
+            rows = [r for r in records if r["name"].casefold() == name.casefold()]
+        else:
+            rows = []
+        return httpx.Response(200, json={"data": rows, "cursor": None})
+
+    async def go() -> list[str]:
+        async with client_for(httpx.MockTransport(handler)) as c:
+            return [r["id"] for r in await c.sectors.find_by_key({"name": "welding shop"})]
+
+    found = asyncio.run(go())
+    assert found == ["s9"]
+    assert asked[:2] == ["welding", "welding shop"]

@@ -458,9 +458,23 @@ class Resource:
         search = self.spec.search_for(field, value)
         if search is None:
             return None
-        return [
+        found = [
             r async for r in self.list(**search) if _folded(r, field, lambda v: key_of(field, v)) == target
         ]
+        if found or field not in PREFIX_FILTERS:
+            return found
+        # The prefix semantics are revision B's (§2.4); revision A is silent, and a server
+        # matching the whole value (exact or contains) finds nothing for the leading word.
+        # Ask once more with the whole trimmed value, then match on the full listing (None):
+        # this runs only on the lookup paths (after a 409 or an ambiguous create).
+        whole: Any = value.strip()
+        if whole != search[field]:
+            found = [
+                r
+                async for r in self.list(**{field: whole})
+                if _folded(r, field, lambda v: key_of(field, v)) == target
+            ]
+        return found or None
 
     # --- helpers -----------------------------------------------------------------------
 
