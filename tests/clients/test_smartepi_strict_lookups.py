@@ -125,3 +125,22 @@ def test_name_lookup_does_not_depend_on_prefix_semantics(semantics: str) -> None
     found = asyncio.run(go())
     assert found == ["s9"]
     assert asked[:2] == ["welding", "welding shop"]
+
+
+def test_a_trailing_empty_page_ends_the_list() -> None:
+    """Audit finding 15: a DynamoDB-like server returns a cursor after an exactly full last page,
+    then an empty page with ``cursor: null``; the client reads everything once and stops."""
+    config = SmartEPISandboxConfig(tenants=[TenantConfig(api_key=SecretStr(KEY), id="t1")], paging="dynamo")
+    app = create_app(config)
+    store = app.state.sandbox.store
+    for i in range(20):
+        store.create(store.tenants["t1"], "sectors", {"name": f"Sector {i:02d}"})
+
+    async def go() -> tuple[list[int], int]:
+        async with client_for(httpx.ASGITransport(app=app)) as c:
+            sizes = [len(page) async for page in c.sectors.pages(limit=10)]
+            names = [r async for r in c.sectors.list(limit=10)]
+            return sizes, len(names)
+
+    sizes, count = asyncio.run(go())
+    assert sizes == [10, 10, 0] and count == 20

@@ -111,6 +111,7 @@ STRICTNESS_KNOBS = (
     "window_fraction_digits",
     "identification_search",
     "gateway_style",
+    "paging",
 )
 
 

@@ -221,6 +221,7 @@ def _routes(
     mode: Callable[[], FilterMode],
     window_digits: Callable[[], int] = lambda: 6,
     identification_search: Callable[[], str] = lambda: "folded",
+    paging: Callable[[], str] = lambda: "exact",
 ) -> None:
     resource = spec.resource
     base = f"/v1/{resource}"
@@ -248,7 +249,9 @@ def _routes(
             raise bad_request("identification: unsupported query parameter")
         with store.lock:
             params = request.query_params.multi_items()
-            page, cursor = store.list_page(tenant, resource, params, mode(), window_digits())
+            page, cursor = store.list_page(
+                tenant, resource, params, mode(), window_digits(), paging() == "dynamo"
+            )
             if ident is not None and ident_mode == "exact_text":  # the stored text, as typed
                 page = [rec for rec in page if rec.data.get("identification") == ident]
             data = [dto(spec, rec) for rec in page]
@@ -370,6 +373,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
             lambda: sandbox.config.list_filters,
             lambda: sandbox.config.window_fraction_digits,
             lambda: sandbox.config.identification_search,
+            lambda: sandbox.config.paging,
         )
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))

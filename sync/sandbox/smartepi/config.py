@@ -51,3 +51,7 @@ class SmartEPISandboxConfig(BaseModel):
     # Gateway answers of revision B (the default, §2.2 B) or the older revision A: 401 for any
     # bad key, 403 problem+json only for the IP allow-list, 429 {"message":"Limit Exceeded"}
     gateway_style: Literal["A", "B"] = "B"
+    # "exact": a page is never followed by an empty one; "dynamo": an exactly full last page
+    # still carries a cursor and the next page is empty (``cursor: null``), as a DynamoDB
+    # ``LastEvaluatedKey`` does (§2.4: only "cursor null means the last page" is documented)
+    paging: Literal["exact", "dynamo"] = "exact"

@@ -254,9 +254,11 @@ class Store:
         params: Iterable[tuple[str, str]],
         mode: FilterMode = "strict",
         window_digits: int = 6,
+        trailing_empty: bool = False,
     ) -> tuple[list[Record], str | None]:
         """One page; ``mode`` says what happens to undocumented or any filters (``params.py``)."""
-        return _ListQuery(tenant, tenant.tables[resource], params, mode, window_digits).run()
+        query = _ListQuery(tenant, tenant.tables[resource], params, mode, window_digits, trailing_empty)
+        return query.run()
 
     # -- writes ---------------------------------------------------------------------
 
@@ -430,7 +432,9 @@ class _ListQuery:
         params: Iterable[tuple[str, str]],
         mode: FilterMode = "strict",
         window_digits: int = 6,
+        trailing_empty: bool = False,
     ) -> None:
+        self.trailing_empty = trailing_empty  # a full last page still carries a cursor (DynamoDB)
         self.tenant = tenant
         self.table = table
         spec = table.spec
@@ -476,7 +480,7 @@ class _ListQuery:
             page, more = self._ascending()
         else:
             page, more = self._descending()
-        if not more or not page:
+        if not page or (not more and not (self.trailing_empty and len(page) == self.limit)):
             return page, None
         last = page[-1]
         key: list[Any] = (
