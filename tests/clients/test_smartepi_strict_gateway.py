@@ -68,3 +68,34 @@ def test_revision_a_ip_block_is_a_problem_json_403() -> None:
 
     err = asyncio.run(go())
     assert err.code == "forbidden" and err.request_id is not None and "source IP" in str(err)
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    """Audit finding 22: Retry-After may be an HTTP date (§2.9 A: "retry after the indicated
+    window"); the client waits about that long, not its own backoff, and gets through."""
+    config = SmartEPISandboxConfig(
+        tenants=[TenantConfig(api_key=SecretStr(KEY), id="t1")], retry_after_format="http_date"
+    )
+    app = create_app(config, FaultConfig(p_429=0.3, retry_after=1, seed=2))
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def go() -> dict[tuple[str, str, str], int]:
+        async with SmartEPIClient(
+            "http://smartepi.test/v1",
+            KEY,
+            account="t1",
+            transport=httpx.ASGITransport(app=app),
+            retry=RetryPolicy(max_attempts=10, base_delay=0.001, max_delay=0.002),
+            governor=InProcessGovernor(RateLimits(rate=1000, burst=1000, concurrency=4)),
+            sleep=sleep,
+        ) as c:
+            for _ in range(10):
+                assert [r async for r in c.sectors.list()] == []
+            return c.counters.snapshot()
+
+    counts = asyncio.run(go())
+    assert counts.get(("GET", "/sectors", "429"), 0) == len(slept) > 0
+    assert all(0.5 <= s <= 2.0 for s in slept)  # the header's (1 s or a little more), not backoff's

@@ -156,6 +156,7 @@ def test_strictness_knobs_are_set_at_run_time_and_validated(client: TestClient) 
         "identification_search": "folded",
         "gateway_style": "B",
         "paging": "exact",
+        "retry_after_format": "seconds",
     }
     assert client.get("/v1/training-records", headers=H).status_code == 200
     got = client.patch("/_admin/strictness", json={"training_records": "403", "duplicate_token": "conflict"})

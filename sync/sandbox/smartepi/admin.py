@@ -112,6 +112,7 @@ STRICTNESS_KNOBS = (
     "identification_search",
     "gateway_style",
     "paging",
+    "retry_after_format",
 )
 
 

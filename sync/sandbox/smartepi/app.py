@@ -331,7 +331,9 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
         "smartepi",
         faults or FaultConfig(),
         account_of=account_of,
-        rate_limited=lambda retry_after: rate_limited_parts(retry_after, config.gateway_style),
+        rate_limited=lambda retry_after: rate_limited_parts(
+            retry_after, config.gateway_style, config.retry_after_format == "http_date"
+        ),
         server_error=server_error_parts,
     )
     sandbox = Sandbox(config, store, WebhookEmitter(config.webhooks), injector)

@@ -55,3 +55,5 @@ class SmartEPISandboxConfig(BaseModel):
     # still carries a cursor and the next page is empty (``cursor: null``), as a DynamoDB
     # ``LastEvaluatedKey`` does (§2.4: only "cursor null means the last page" is documented)
     paging: Literal["exact", "dynamo"] = "exact"
+    # Retry-After (when ``FaultConfig.retry_after`` is set) in delta-seconds or as an HTTP date
+    retry_after_format: Literal["seconds", "http_date"] = "seconds"

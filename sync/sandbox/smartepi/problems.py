@@ -12,8 +12,11 @@ Type tokens the contract does not document, chosen here (assumption):
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import os
+import time
 
 from starlette.responses import Response
 
@@ -93,22 +96,25 @@ def gateway_parts(status: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
 GATEWAY_429_A = b'{"message":"Limit Exceeded"}'
 
 
+def _retry_after_value(retry_after: float, http_date: bool) -> bytes:
+    if http_date:  # RFC 9110 allows an HTTP date as well as delta-seconds
+        # whole seconds, rounded up: the client never waits less than ``retry_after``
+        return email.utils.formatdate(math.ceil(time.time() + retry_after), usegmt=True).encode()
+    return (str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)).encode()
+
+
 def rate_limited_parts(
-    retry_after: float | None, style: str = "B"
+    retry_after: float | None, style: str = "B", http_date: bool = False
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """429 as the gateway sends it: no request id, Retry-After only when configured; revision
-    A's endpoint pages show ``{"message":"Limit Exceeded"}`` without ``x-amzn-errortype``."""
-    if style == "A":
-        headers = [(b"content-type", b"application/json")]
-        if retry_after is not None:
-            text = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-            headers.append((b"retry-after", text.encode()))
-        return 429, headers, GATEWAY_429_A
-    headers = [(b"content-type", b"application/json"), (b"x-amzn-errortype", b"TooManyRequestsException")]
+    """429 as the gateway sends it: no request id, Retry-After only when configured (in
+    delta-seconds, or as an HTTP date); revision A's endpoint pages show
+    ``{"message":"Limit Exceeded"}`` without ``x-amzn-errortype``."""
+    headers = [(b"content-type", b"application/json")]
+    if style != "A":
+        headers.append((b"x-amzn-errortype", b"TooManyRequestsException"))
     if retry_after is not None:
-        text = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-        headers.append((b"retry-after", text.encode()))
-    return 429, headers, GATEWAY_429
+        headers.append((b"retry-after", _retry_after_value(retry_after, http_date)))
+    return 429, headers, GATEWAY_429_A if style == "A" else GATEWAY_429
 
 
 def server_error_parts() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
