@@ -157,6 +157,7 @@ def test_strictness_knobs_are_set_at_run_time_and_validated(client: TestClient) 
         "gateway_style": "B",
         "paging": "exact",
         "retry_after_format": "seconds",
+        "access_group_by_id": True,
     }
     assert client.get("/v1/training-records", headers=H).status_code == 200
     got = client.patch("/_admin/strictness", json={"training_records": "403", "duplicate_token": "conflict"})
@@ -170,3 +171,12 @@ def test_strictness_knobs_are_set_at_run_time_and_validated(client: TestClient) 
     for bad in ({"training_records": "500"}, {"window_fraction_digits": 7}, {"api_key": "x"}):
         assert client.patch("/_admin/strictness", json=bad).status_code == 400
     assert client.get("/_admin/strictness").json()["training_records"] == "403"
+
+
+def test_access_groups_can_be_made_list_only(client: TestClient) -> None:
+    [group] = seed(client, "access-groups", [{"name": "All doors"}])
+    assert client.get(f"/v1/access-groups/{group['id']}", headers=H).status_code == 200
+    assert client.patch("/_admin/strictness", json={"access_group_by_id": False}).status_code == 200
+    refused = client.get(f"/v1/access-groups/{group['id']}", headers=H)
+    assert refused.status_code == 405 and refused.json()["type"] == "urn:smartepi:error:method_not_allowed"
+    assert client.get("/v1/access-groups", headers=H).json()["data"][0]["id"] == group["id"]

@@ -113,6 +113,7 @@ STRICTNESS_KNOBS = (
     "gateway_style",
     "paging",
     "retry_after_format",
+    "access_group_by_id",
 )
 
 

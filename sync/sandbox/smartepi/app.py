@@ -222,6 +222,7 @@ def _routes(
     window_digits: Callable[[], int] = lambda: 6,
     identification_search: Callable[[], str] = lambda: "folded",
     paging: Callable[[], str] = lambda: "exact",
+    access_group_by_id: Callable[[], bool] = lambda: True,
 ) -> None:
     resource = spec.resource
     base = f"/v1/{resource}"
@@ -300,6 +301,8 @@ def _routes(
         handler = {"GET": get_record, "PUT": update_record, "DELETE": delete_record}.get(request.method)
         if handler is None or (request.method != "GET" and not spec.writable):
             return await not_allowed(request)
+        if request.method == "GET" and resource == "access-groups" and not access_group_by_id():
+            raise method_not_allowed("/access-groups is list-only: there is no GET by id")
         return await handler(request)
 
     async def collection(request: Request) -> Response:
@@ -376,6 +379,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
             lambda: sandbox.config.window_fraction_digits,
             lambda: sandbox.config.identification_search,
             lambda: sandbox.config.paging,
+            lambda: sandbox.config.access_group_by_id,
         )
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))

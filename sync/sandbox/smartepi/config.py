@@ -57,3 +57,5 @@ class SmartEPISandboxConfig(BaseModel):
     paging: Literal["exact", "dynamo"] = "exact"
     # Retry-After (when ``FaultConfig.retry_after`` is set) in delta-seconds or as an HTTP date
     retry_after_format: Literal["seconds", "http_date"] = "seconds"
+    # Whether GET /access-groups/:id exists is undocumented (§3.7): False answers 405
+    access_group_by_id: bool = True
