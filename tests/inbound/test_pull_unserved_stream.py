@@ -81,3 +81,50 @@ def test_a_rejected_key_is_still_an_error_for_training_records(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "stopped" in result.output
+
+
+def test_the_scheduled_pull_marks_it_unavailable_too(
+    tmp_path: Path, serve: Any, redis_url: str, monkeypatch: Any
+) -> None:
+    """The Beat task ``erpsync.pull_inbound`` (run eagerly here, as in a worker)."""
+    import uuid
+
+    from sync import celery_app, tasks
+    from sync.settings import load_settings
+
+    env = EpiEnv()
+    env.sandbox.config.training_records = "404"
+    env.generate("withdrawals", 5, seed=6)
+    server = serve(env.app)
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    store = StateStore(state_url)
+    env.bind_all(store, "acme")
+    config = {
+        "state_url": state_url,
+        "redis_url": redis_url,
+        "tenants": {
+            "acme": {
+                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
+                "mappings": ["none.yaml"],
+                "smartepi": {"base_url": f"{server.url}/v1", "api_key": API_KEY},
+                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
+            }
+        },
+    }
+    path = tmp_path / "erpsync.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("ERPSYNC_NAMESPACE", f"erpsync-test-{uuid.uuid4().hex[:10]}")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(path)
+    celery_app.configure(settings)
+    celery_app.app.conf.task_always_eager = True
+    tasks.configure_runtime()
+    try:
+        result = tasks.pull_inbound.apply(args=("acme",)).get(timeout=60)
+    finally:
+        celery_app.app.conf.task_always_eager = False
+        tasks.configure_runtime()
+    streams = {s["stream"]: s for s in result["streams"]}
+    assert streams["training_records"]["error"] is None
+    assert streams["training_records"]["unavailable"]
+    assert streams["withdrawals"]["error"] is None and streams["withdrawals"]["written"] == 5
