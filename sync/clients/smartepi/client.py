@@ -109,7 +109,7 @@ class SmartEPIClient(RequestLoop):
                     idempotent=idempotent,
                 )
             except StatusError as exc:
-                if exc.status not in (401, 403):
+                if exc.status not in (401, 403, 429):  # 401/403/429 come from the gateway (§2.5 B)
                     self._key_active = True  # the application answered: the key passed the gateway
                 waited += time.monotonic() - started
                 if exc.status != 403 or self._key_active or waited >= self.key_activation_wait:
