@@ -89,3 +89,37 @@ def test_a_key_with_surrounding_whitespace_is_sent_trimmed() -> None:
             return len(listed)
 
     assert asyncio.run(go()) == 0
+
+
+def test_a_gateway_429_does_not_end_the_activation_wait() -> None:
+    """A 429 comes from the gateway too (§2.5 B): it says nothing about the key, so a 403 after
+    it, before any application answer, is still waited for."""
+    from sync.clients.retry import RetryPolicy
+    from sync.errors import RateLimited
+
+    answers = [
+        httpx.Response(429, json={"message": "Too Many Requests"}),
+        httpx.Response(403, json={"Message": "User is not authorized"}),
+        httpx.Response(200, json={"data": [], "cursor": None}),
+    ]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def go() -> None:
+        async with SmartEPIClient(
+            "http://smartepi.test/v1",
+            KEY,
+            account="t1",
+            transport=httpx.MockTransport(lambda request: answers.pop(0)),
+            retry=RetryPolicy(max_attempts=1),
+            key_activation_wait=5.0,
+            sleep=sleep,
+        ) as c:
+            with pytest.raises(RateLimited):
+                await c.request("GET", "/sectors")
+            await c.request("GET", "/sectors")
+
+    asyncio.run(go())
+    assert len(slept) == 1 and answers == []
