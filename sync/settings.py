@@ -145,6 +145,9 @@ class SmartEPISettings(_Strict):
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     rate: RateLimit = Field(default_factory=RateLimit)
     timeout_seconds: float = Field(30.0, gt=0)
+    # A new key answers 403 for about a minute (smartepi.md §2.2): until the first answer from
+    # behind the gateway a 403 is retried this long (a wrong key fails after it; 0 = at once).
+    key_activation_wait_seconds: float = Field(90.0, ge=0, le=600)
     # HTTP (docs/configuration.md, docs/decisions/0001-lean-transport.md): stock = httpx's own,
     # honours HTTP(S)_PROXY/NO_PROXY; lean = less client CPU, direct connections only.
     transport: Literal["stock", "lean"] = "stock"

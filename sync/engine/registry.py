@@ -49,6 +49,7 @@ def _smartepi_client(rt: TenantRuntime, parts: ClientParts) -> Any:
         transport=parts.transport,
         timeout=epi.timeout_seconds,
         max_connections=max(epi.rate.concurrency, 4),
+        key_activation_wait=epi.key_activation_wait_seconds,
     )
 
 

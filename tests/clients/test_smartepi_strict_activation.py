@@ -123,3 +123,31 @@ def test_a_gateway_429_does_not_end_the_activation_wait() -> None:
 
     asyncio.run(go())
     assert len(slept) == 1 and answers == []
+
+
+def test_the_tenant_setting_reaches_the_client(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``smartepi.key_activation_wait_seconds`` is the client's wait (0: a 403 fails at once)."""
+    from sync.engine.runtime import TenantRuntime
+    from sync.settings import Settings, TenantSettings
+
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "version: 1\nplatform: smartepi\nentities:\n  sectors:\n    source: s\n    key: k\n"
+        "    fields:\n      name: n\n",
+        encoding="utf-8",
+    )
+    for wait, expected in ((None, 90.0), (0, 0.0)):
+        epi = {"base_url": "https://epi.example/v1", "api_key": KEY}
+        if wait is not None:
+            epi["key_activation_wait_seconds"] = wait
+        tenant = TenantSettings.model_validate(
+            {
+                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
+                "mappings": [str(mapping)],
+                "smartepi": epi,
+            }
+        )
+        runtime = TenantRuntime("t", Settings(), tenant, None, {})  # type: ignore[arg-type]
+        made = runtime.new_client("smartepi")
+        assert made.key_activation_wait == expected
+        asyncio.run(made.aclose())
