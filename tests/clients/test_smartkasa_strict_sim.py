@@ -124,7 +124,9 @@ def test_wrong_password_is_still_auth_failed(strict):
     sb = strict(auth_scheme="bare", body_style="plain")
 
     async def go() -> None:
-        settings = SmartKasaSettings(base_url=sb.url, api_key=sb.api_key, phone_number=PHONE, password="nope")
+        settings = SmartKasaSettings(
+            base_url=sb.url, api_key=sb.api_key, phone_number=PHONE, password="wrong-password-for-strict-sim"
+        )
         async with SmartKasaClient(settings) as sk:
             with pytest.raises(E.AuthFailed):
                 await _count_unit_types(sk)

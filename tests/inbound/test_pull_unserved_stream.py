@@ -60,7 +60,6 @@ def test_a_rejected_key_is_still_an_error_for_training_records(
 ) -> None:
     """Only an unknown route is "unavailable": a key the gateway denies (403 deny body) on a
     pull of training records alone stays an error, exit code 1."""
-    monkeypatch.setattr("sync.clients.smartepi.client.KEY_ACTIVATION_WAIT_S", 0.2)  # not 90 s
     env = EpiEnv()
     server = serve(env.app)
     state_url = f"sqlite:///{tmp_path}/state.db"
@@ -70,7 +69,11 @@ def test_a_rejected_key_is_still_an_error_for_training_records(
             "acme": {
                 "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
                 "mappings": ["none.yaml"],
-                "smartepi": {"base_url": f"{server.url}/v1", "api_key": "sk_wrong_key"},
+                "smartepi": {
+                    "base_url": f"{server.url}/v1",
+                    "api_key": "sk_wrong_key",
+                    "key_activation_wait_seconds": 0.2,  # not 90 s
+                },
                 "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
             }
         },
