@@ -11,6 +11,8 @@ tests/service/test_celeryconfig.py:
 - one visibility timeout (``celery.visibility_timeout``), the same for the broker, the
   result backend and the unacked-restore sweep, and greater than the hard time limit
   (the settings model enforces it), so a running task is never redelivered as lost;
+  the sweep's mutex expires after a quarter of it, so a worker killed inside the sweep
+  delays redelivery by that much, not by kombu's five minutes;
 - JSON only (no pickle from a shared Redis);
 - three queues: ``events`` (change events, latency-sensitive), ``reconcile`` (long
   runs), ``inbound`` (webhook inbox, pulls), so a full reconcile never blocks events;
@@ -54,6 +56,17 @@ TASK_ROUTES = {
 def restore_interval(visibility_timeout: int) -> int:
     """How often a worker sweeps for messages whose consumer died (a twentieth of the timeout)."""
     return max(1, min(60, visibility_timeout // 20))
+
+
+def restore_mutex_expire(visibility_timeout: int) -> int:
+    """How long the restore sweep's Redis mutex outlives a worker killed while holding it.
+
+    kombu's default is 300 s. A worker that is killed -9 (OOM, lost machine) inside its
+    sweep leaves the mutex behind, and no worker can restore a lost task until it expires,
+    on top of the visibility timeout. One sweep takes milliseconds, so a quarter of the
+    timeout (5 s to 300 s) keeps redelivery after a crash within 1.25 × the timeout.
+    """
+    return max(5, min(300, visibility_timeout // 4))
 
 
 def is_sql_source(erp: Any) -> bool:
@@ -138,6 +151,7 @@ def build_config(settings: Settings, *, namespace: str | None = None) -> dict[st
             "visibility_timeout": vt,
             "unacked_restore_interval": restore_interval(vt),
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": restore_mutex_expire(vt),
             **prefixed,
         },
         "result_backend_transport_options": {"visibility_timeout": vt, **prefixed},

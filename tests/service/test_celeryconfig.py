@@ -46,6 +46,10 @@ def test_redelivery_invariants() -> None:
     assert vts == {150}
     assert conf["task_soft_time_limit"] < conf["task_time_limit"] == 100 < 150
     assert conf["broker_transport_options"]["unacked_restore_interval"] < 150
+    # A worker killed inside the restore sweep blocks redelivery for the mutex's life only.
+    assert conf["broker_transport_options"]["unacked_mutex_expire"] == 37 <= 150 // 4
+    long = celeryconfig.build_config(settings(task_time_limit=100, visibility_timeout=3600), namespace="ns")
+    assert long["broker_transport_options"]["unacked_mutex_expire"] == 300  # kombu's default, never more
     # A beat trigger older than its own interval is dropped, not run late.
     assert all(e["options"]["expires"] == e["schedule"] for e in conf["beat_schedule"].values())
 

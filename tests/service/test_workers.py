@@ -208,9 +208,16 @@ def test_kill_9_mid_reconcile_then_redelivery_converges_without_duplicates(
         runs_at_kill = svc.world.calls("hooli", "reconcile")
         partial = len(svc.world.writes("hooli", ENTITY))
         assert 300 <= partial < 2000
-        with running(svc.worker("rescuer", 1)):
+        # The worst moment to die: inside the unacked-restore sweep, holding its mutex (the
+        # victim sweeps every second). The mutex lives as long as the configured expiry.
+        expire = celery_app.app.conf.broker_transport_options["unacked_mutex_expire"]
+        svc.redis.set(f"{svc.namespace}:unacked_mutex", "held-by-the-dead-victim", px=expire * 1000)
+        with running(svc.worker("rescuer", 1)) as (rescuer,):
             # Redelivered after the visibility timeout (20 s here), once the dead holder's lease lapsed.
-            assert wait_until(lambda: svc.world.sandbox("hooli", ENTITY) == erp, 60, interval=0.5)
+            converged = wait_until(lambda: svc.world.sandbox("hooli", ENTITY) == erp, 90, interval=0.5)
+            assert converged, (
+                f"{len(svc.world.writes('hooli', ENTITY))} of 2000 written; rescuer log:\n{rescuer.text()[-4000:]}"
+            )
         writes = svc.world.writes("hooli", ENTITY)
         assert len(writes) == len(set(writes)) == 2000  # 0 duplicates, 0 missing
         assert svc.world.calls("hooli", "reconcile") - runs_at_kill <= 2  # redelivery + at most one more
