@@ -250,6 +250,13 @@ class Unprocessable(StatusError):
     default_hint = "fix the ERP row (see field and message); it is retried when it changes"
 
 
+class FieldRejected(Unprocessable):
+    """400 to a write that names one of the record's fields (SmartEPI §2.5: "invalid field").
+
+    The value, not the request, is wrong: quarantined like a 422, so the run goes on and the
+    row is retried when it changes, instead of failing again on every run."""
+
+
 class BatchRejected(Unprocessable):
     """A batch create failed validation without saying which item: split and retry."""
 

@@ -10,6 +10,7 @@ from sync.errors import (
     BadRequest,
     Conflict,
     Duplicate,
+    FieldRejected,
     Forbidden,
     InUse,
     MethodNotAllowed,
@@ -72,7 +73,17 @@ CASES = [
         "terminal",
     ),
     # application problem+json
-    (400, problem("bad_request", 400, "name: required"), PJ, BadRequest, "bad_request", "name", "terminal"),
+    # a 400 to a write naming a record field is the row's fault: quarantined like a 422
+    (400, problem("bad_request", 400, "name: required"), PJ, FieldRejected, "bad_request", "name", "record"),
+    (
+        400,
+        problem("bad_request", 400, "_version: required"),
+        PJ,
+        BadRequest,
+        "bad_request",
+        "_version",
+        "terminal",
+    ),
     (400, problem("bad_request", 400, "invalid cursor"), PJ, BadRequest, "bad_request", None, "terminal"),
     (
         404,
@@ -218,3 +229,14 @@ def test_error_bodies_are_redacted():
 def test_parser_never_crashes_on_odd_shapes(body):
     parsed = parse_error(body)
     assert parsed.layer in {"unknown", "gateway", "application"}
+
+
+def test_a_400_names_a_record_field_only_on_writes():
+    """A list query's 400 naming a parameter (``limit: must be 1..100``) is erpsync's bug, not a row's."""
+    body = problem("bad_request", 400, "name: required")
+    for method, cls in (("POST", FieldRejected), ("PUT", FieldRejected), ("GET", BadRequest)):
+        err = map_error(method, "https://h/v1/employees", httpx.Response(400, json=body, headers=PJ))
+        assert type(err) is cls, method
+    limit = problem("bad_request", 400, "limit: must be an integer from 1 to 100")
+    err = map_error("POST", "https://h/v1/employees", httpx.Response(400, json=limit, headers=PJ))
+    assert type(err) is BadRequest

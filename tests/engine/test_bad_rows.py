@@ -9,6 +9,8 @@ Against the in-process sandboxes (issue 14 items 5 and 8, issue 19 item 3):
 - a cost center the platform rejects at apply (409 duplicate) quarantines the employees
   that reference it as ``reference_quarantined`` in the same apply, and the next plan is
   empty instead of deferring them on every run;
+- a 400 "invalid field" to one employee's write (SmartEPI §2.5) quarantines that row with
+  the field, the run goes on, and the next run does not send it again;
 - an ERP key over 255 characters and a lone surrogate in a JSONL export are quarantined
   (``key_too_long``, ``invalid_text``) on SQLite and PostgreSQL, and the other rows sync.
 """
@@ -242,3 +244,52 @@ def test_long_key_and_lone_surrogate_are_quarantined(
     assert len(employees) == 20  # every good row synced
     assert engine.plan().actions == []
     assert engine.apply().status == "ok"
+
+
+class _BadFieldOnWrite(httpx.AsyncBaseTransport):
+    """A strict SmartEPI that answers 400 "invalid field" (contract §2.5) to one employee's write."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inner = httpx.AsyncHTTPTransport()
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method in ("POST", "PUT") and "/employees" in request.url.path:
+            body = json.loads(request.content or b"{}")
+            if body.get("name") == self.name:
+                self.refused += 1
+                problem = {
+                    "type": "urn:smartepi:error:bad_request",
+                    "title": "Bad Request",
+                    "status": 400,
+                    "detail": "name: contains characters the platform does not accept",
+                }
+                return httpx.Response(
+                    400, json=problem, headers={"content-type": "application/problem+json"}, request=request
+                )
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_400_naming_a_field_quarantines_the_row_and_is_not_resent_every_run(
+    playground: MakePlayground,
+) -> None:
+    pg = playground("bad400", employees=12, products_epi=2, products_kasa=2, seed=9)
+    ((key, name),) = _erp(pg, "SELECT matricula, nome FROM funcionarios ORDER BY matricula LIMIT 1")
+    strict = _BadFieldOnWrite(name)
+
+    first = Engine(pg.settings(), transports={"smartepi": strict}).apply()
+    assert first.status == "partial", first.counts  # the run went on (#16.6: rows need attention)
+    assert first.counts.get("smartepi/employees/create/failed") is None
+    q = _quarantine(pg, Engine(pg.settings()))[("employees", key)]
+    assert (q.field, q.rule, q.stage) == ("name", "platform_rejected", "apply")
+    assert "contains characters" in q.message
+    others = {e["identification"] for e in pg.epi_state()["employees"] if not e.get("_deleted")}
+    assert len(others) == 11  # every other employee was created
+
+    refused = strict.refused
+    again = Engine(pg.settings(), transports={"smartepi": strict}).apply()
+    assert again.writes() == 0 and strict.refused == refused  # held until the ERP row changes

@@ -13,7 +13,9 @@ stale version, and the tokens for a duplicate identification/email are undocumen
 may well answer ``conflict``). Tokens for duplicate identification/email are not
 documented, so an unknown 409 token falls back to words in ``detail`` ("duplicate",
 "already exists" / "in use", "referenced" / "version", "stale"), then to plain
-``Conflict``. The offending field of a 422 (or 400) comes from a problem extension
+``Conflict``. A 400 to a write that names a record field is ``FieldRejected`` (a
+422-like record error, quarantined); any other 400 stays ``BadRequest``. The offending
+field of a 422 (or 400) comes from a problem extension
 (``field``, ``invalid-params``/``errors`` lists) or the tail of ``detail``
 (``Unknown or cross-tenant reference: costCenterId``) or its head (``name: required``).
 """
@@ -28,7 +30,15 @@ import httpx
 
 from sync.clients.http import parse_body, redacted_body, status_error_class
 from sync.clients.retry import parse_retry_after
-from sync.errors import Conflict, Duplicate, InUse, RateLimited, StaleVersion, StatusError
+from sync.errors import (
+    Conflict,
+    Duplicate,
+    FieldRejected,
+    InUse,
+    RateLimited,
+    StaleVersion,
+    StatusError,
+)
 
 PLATFORM = "smartepi"
 TYPE_PREFIX = "urn:smartepi:error:"
@@ -98,6 +108,18 @@ def _conflict_class(token: str | None, message: str) -> type[Conflict]:
     return Conflict
 
 
+# 400 fields that are the request's, not the record's: a bad cursor or limit, a missing
+# ``_version`` (smartepi.md §2.5) are erpsync's own bug, never a row to quarantine.
+_REQUEST_FIELDS = frozenset({"_version", "cursor", "limit", "if-match", "body"})
+
+
+def _names_a_record_field(method: str, field: str | None) -> bool:
+    """A 400 to a create/update that names a field of the record (``name: required``)."""
+    if method.upper() not in ("POST", "PUT", "PATCH") or not field:
+        return False
+    return field.lower() not in _REQUEST_FIELDS
+
+
 def map_error(method: str, url: str, response: httpx.Response) -> StatusError:
     """The typed error for one SmartEPI error response (body redacted)."""
     status = response.status_code
@@ -108,6 +130,8 @@ def map_error(method: str, url: str, response: httpx.Response) -> StatusError:
         cls = _conflict_class(parsed.token, parsed.message)
         if method.upper() == "POST" and cls is not InUse:
             cls = Duplicate
+    elif status == 400 and _names_a_record_field(method, parsed.field):
+        cls = FieldRejected
     kw: dict[str, Any] = {}
     if cls is RateLimited:
         kw["retry_after"] = parse_retry_after(response.headers.get("retry-after"))
