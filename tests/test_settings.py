@@ -182,3 +182,24 @@ def test_configuration_doc_lists_every_platform_setting_with_its_default() -> No
                 assert shown in row or f"{name}: {shown}" in doc, f"{name}: default {shown} not documented"
     assert "/webhooks/smartepi/<tenant id>" in doc and "never answers 404" in doc
     assert "only with a worker running" in doc
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("0971234567", "380971234567"),  # the national form the console shows
+        ("097 123-45-67", "380971234567"),
+        ("+380 97 123 45 67", "380971234567"),
+        ("380971234567", "380971234567"),
+        ("48123456789", "48123456789"),  # another country's number is left alone
+    ],
+)
+def test_a_smartkasa_phone_is_kept_in_the_form_login_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, kept: str
+) -> None:
+    monkeypatch.setenv("EPI_KEY", "sk_live_phone_case_key")
+    text = GOOD.replace('phone: "380 97 123 45 67"', f'phone: "{given}"')
+    assert f'phone: "{given}"' in text
+    settings = load_settings(write(tmp_path, text))
+    kasa = settings.tenants["acme"].smartkasa
+    assert kasa is not None and kasa.phone == kept
