@@ -187,6 +187,10 @@ class SmartKasaSettings(_Strict):
     _check_proxy = field_validator("proxy")(classmethod(lambda cls, v: check_proxy_url(v)))
     _check_http = model_validator(mode="after")(lambda self: check_http_settings(self))
     shops: dict[str, int] = Field(default_factory=dict)  # ERP shop code -> SmartKasa shop id
+    # Offline receipts reach a shift after it closed (smartkasa.md §6.6): the shifts that ended
+    # in the last late_receipts_days are read again every late_receipts_check_minutes (0 days: never).
+    late_receipts_days: float = Field(3.0, ge=0, le=31)  # ended shifts read again for late receipts
+    late_receipts_check_minutes: int = Field(60, ge=1, le=24 * 60)  # how often they are read again
 
     _check_url = field_validator("base_url")(classmethod(lambda cls, v: check_base_url(v)))
 

@@ -22,11 +22,16 @@ Streams:
   inbox (under its webhook's event id) and quarantined, so the cursor can move on without
   losing it; ``process_inbox`` retries it when the binding appears.
 - SmartKasa ``shifts``: there is no date filter on shifts or receipts (contract §6.1–6.2),
-  so the shift list is read whole and each closed shift not imported yet (or closed within
+  so the shift list is read whole and each ended shift not imported yet (or ended within
   the overlap) has its receipts read with ``shift_id``; the receipts (with items and
   payments, which only the list endpoint carries) are committed first, the shift row last,
-  so a shift's marker means "all its receipts are in". The cursor is the latest close time
-  imported.
+  so a shift's marker means "all its receipts are in". The cursor is the latest end time
+  imported. A shift has ended when it has a ``closed_at``; one that will never close
+  normally (``closed_at`` null with a ``state`` other than 0, the contract's "stale" ``2``,
+  or still open 24 hours after it opened: a fiscal shift lasts at most a day) ended when it
+  opened. Offline receipts reach a shift late (§6.6): every
+  ``smartkasa.late_receipts_check_minutes`` the shifts that ended in the last
+  ``smartkasa.late_receipts_days`` are read again (markers skip what is already in).
 - SmartKasa ``z_reports`` by ``date_start``/``date_end``; ``stock``: every card of every
   shop, a snapshot written only where the count changed (markers compare content hashes).
 """
@@ -73,8 +78,14 @@ EPI_STREAMS = ("withdrawals", "returns", "exchanges", "training_records")
 OPTIONAL_STREAMS = frozenset({(EPI, "training_records")})
 _UNKNOWN_ROUTE_403 = "missing authentication token"
 KASA_STREAMS = ("shifts", "z_reports", "stock")
+# When the ended shifts were last read again for late receipts. A ``:`` in a cursor's stream
+# name marks bookkeeping, not a pull position (``erpsync_pull_lag_seconds`` leaves it out).
+LATE_CHECK_CURSOR = "shifts:late_check"
+# A fiscal shift (PRRO) lasts at most 24 hours: one still open after that will not close normally.
+STALE_OPEN_SHIFT = dt.timedelta(hours=24)
 FLUSH_ROWS = 1000
 PAGE_LIMIT = 100
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(slots=True)
@@ -130,6 +141,24 @@ def parse_instant(text: Any) -> dt.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC)
+
+
+def shift_end(shift: Any, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
+    """Whether a SmartKasa shift has ended for the pull, and when (None: unknown).
+
+    Its ``closed_at`` when it has one (not after ``now``: the next run takes it). Without
+    one, a shift whose ``state`` is not 0 (``2``: "stale or expired", §6.1; other values are
+    not documented) or that opened over 24 hours ago will never close normally: it ended
+    when it opened, so its receipts are not left behind for ever. Otherwise it is open."""
+    closed_at = parse_instant(get(shift, "closed_at"))
+    if closed_at is not None:
+        return closed_at <= now, closed_at
+    opened_at = parse_instant(get(shift, "opened_at"))
+    if str(get(shift, "state")) not in ("0", "None"):
+        return True, opened_at
+    if opened_at is not None and now - opened_at >= STALE_OPEN_SHIFT:
+        return True, opened_at
+    return False, None
 
 
 def as_instant(value: dt.datetime | dt.date | None) -> dt.datetime | None:
@@ -347,24 +376,27 @@ class Puller:
 
     async def shifts(self, client: Any, result: StreamResult) -> None:
         result.cursor_before, lo = self._start(KASA, "shifts")
-        closed = []
+        ended: list[tuple[dt.datetime | None, Any]] = []
         async for shift in client.iter_list(client.shifts.path):
-            closed_at = parse_instant(get(shift, "closed_at"))
-            if closed_at is None or closed_at > self.now or get(shift, "id") in (None, ""):
-                continue  # open (or closed after this run started: the next run takes it)
-            closed.append((closed_at, shift))
-        closed.sort(key=lambda pair: (pair[0], str(pair[1]["id"])))
-        ids = [str(s["id"]) for _, s in closed]
+            if get(shift, "id") in (None, ""):
+                continue
+            done, at = shift_end(shift, self.now)
+            if done:
+                ended.append((at, shift))
+            # else open (or closed after this run started): the next run takes it
+        ended.sort(key=lambda pair: (pair[0] or _EPOCH, str(pair[1]["id"])))
+        ids = [str(s["id"]) for _, s in ended]
         # a shift held as failed counts as seen: its receipts are in, its row waits for retry-failed
         seen = self.store.inbound_seen(self.tenant, KASA, "shifts", ids) | self._held("shifts", ids)
         reverse = self.store.reverse_bindings(self.tenant, KASA)
         latest = parse_instant(result.cursor_before)
-        for closed_at, shift in closed:
+        late = self._late_receipts_from()
+        for at, shift in ended:
             shift_id = str(shift["id"])
-            recent = lo is None or closed_at >= lo
+            recent = lo is None or (at is not None and (at >= lo or (late is not None and at >= late)))
             if shift_id in seen and not recent:
                 continue
-            if lo is not None and self.since is not None and closed_at < self.since:
+            if lo is not None and self.since is not None and (at is None or at < self.since):
                 continue
             buffer = _Buffer(self, KASA, result)
             params = {"shift_id": shift_id}
@@ -382,10 +414,26 @@ class Puller:
             if unit is not None:
                 buffer.add(unit)
             buffer.flush()
-            if latest is None or closed_at > latest:
-                latest = closed_at
+            if at is not None and (latest is None or at > latest):
+                latest = at
                 result.cursor_after = iso(min(latest, self.now))
                 self.store.set_cursor(self.tenant, KASA, "shifts", result.cursor_after)
+        if late is not None or lo is None:
+            self.store.set_cursor(self.tenant, KASA, LATE_CHECK_CURSOR, iso(self.now))
+
+    def _late_receipts_from(self) -> dt.datetime | None:
+        """Since when ended shifts are read again for late offline receipts in this run, or
+        None when it is not time yet (every ``late_receipts_check_minutes``), the window is 0
+        or the run is an explicit ``--since`` backfill (which reads all of it anyway)."""
+        kasa = getattr(self.settings, "smartkasa", None)
+        days = float(getattr(kasa, "late_receipts_days", 3.0))
+        every = dt.timedelta(minutes=float(getattr(kasa, "late_receipts_check_minutes", 60)))
+        if days <= 0 or self.since is not None:
+            return None
+        last = parse_instant(self.store.get_cursor(self.tenant, KASA, LATE_CHECK_CURSOR))
+        if last is not None and last <= self.now < last + every:
+            return None
+        return self.now - dt.timedelta(days=days)
 
     async def z_reports(self, client: Any, result: StreamResult) -> None:
         result.cursor_before, lo = self._start(KASA, "z_reports")

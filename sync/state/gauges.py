@@ -81,7 +81,8 @@ def gauge_rows(store: StoreBase) -> GaugeRows:
             (t, p, s, v)
             for t, p, s, v in conn.execute(
                 select(col(Cursor.tenant), col(Cursor.platform), col(Cursor.stream), col(Cursor.value)).where(
-                    col(Cursor.platform).in_(PULL_PLATFORMS)
+                    col(Cursor.platform).in_(PULL_PLATFORMS),
+                    col(Cursor.stream).not_like("%:%"),  # bookkeeping ("shifts:late_check"), not a position
                 )
             )
         ]

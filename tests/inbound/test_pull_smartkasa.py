@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
+import time
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -19,18 +22,35 @@ KASA_STREAMS = ("shifts", "z_reports", "stock")
 
 
 def run(
-    store: StateStore, tenant: str, sink: Any, env: KasaEnv, shops: dict[str, int] | None = None
+    store: StateStore,
+    tenant: str,
+    sink: Any,
+    env: KasaEnv,
+    shops: dict[str, int] | None = None,
+    *,
+    now: dt.datetime | None = None,
+    late_days: float | None = None,
 ) -> PullSummary:
     settings = tenant_settings(kasa_url="http://127.0.0.1:9", shops=shops)
+    if late_days is not None:
+        assert settings.smartkasa is not None
+        kasa = settings.smartkasa.model_copy(update={"late_receipts_days": late_days})
+        settings = settings.model_copy(update={"smartkasa": kasa})
 
     async def go() -> PullSummary:
         client = env.client()
         try:
-            return await pull_async(store, tenant, settings, sink, kasa_client=client, streams=KASA_STREAMS)
+            return await pull_async(
+                store, tenant, settings, sink, kasa_client=client, streams=KASA_STREAMS, now=now
+            )
         finally:
             await client.aclose()
 
     return asyncio.run(go())
+
+
+def _receipts_of(sink: SqlSink, shift_id: str) -> Counter[str]:
+    return Counter(r["remote_id"] for r in sink.rows("receipts") if r["shift_id"] == shift_id)
 
 
 def test_closed_shifts_bring_receipts_items_payments_and_z_reports(
@@ -128,3 +148,68 @@ def test_the_z_report_window_ends_at_or_after_now() -> None:
     assert _kasa_time(now) == "2026-01-01T12:00:00.123+00:00"  # a lower bound keeps its floor
     assert _kasa_time(now.replace(microsecond=123000), end=True) == "2026-01-01T12:00:00.123+00:00"
     assert _kasa_time(now.replace(microsecond=999500), end=True) == "2026-01-01T12:00:01.000+00:00"
+
+
+def test_a_shift_that_will_never_close_is_imported_with_its_receipts(
+    store: StateStore, tenant_id: str, sql_sink: SqlSink
+) -> None:
+    """§6.1: ``state`` 2 keeps ``closed_at`` null for ever (the example opened 8 days earlier);
+    so does a till that never closes its shift. Both used to leave their receipts behind."""
+    env = KasaEnv()
+    env.bind_products(store, tenant_id)
+    expired = env.open_shift(receipts=4)
+    generators.expire_shift(env.store, env.t, expired)
+    forgotten = env.open_shift(receipts=3)
+    env.t.tables["shifts"][forgotten]["opened_at"] = time.time() - 25 * 3600  # a fiscal day is 24 h
+    live = env.open_shift(receipts=2)
+
+    first = run(store, tenant_id, sql_sink, env)
+    assert first.errors == []
+    assert len(_receipts_of(sql_sink, expired)) == 4
+    assert len(_receipts_of(sql_sink, forgotten)) == 3
+    assert not _receipts_of(sql_sink, live)  # an open shift still waits until it closes
+    shifts = {s["remote_id"]: s for s in sql_sink.rows("shifts")}
+    assert shifts[expired]["state"] == 2 and shifts[expired]["closed_at"] is None
+    assert live not in shifts
+    assert run(store, tenant_id, sql_sink, env).written == 0  # imported once
+
+    env.close(live)
+    run(store, tenant_id, sql_sink, env)
+    assert len(_receipts_of(sql_sink, live)) == 2
+    counts = Counter(r["remote_id"] for r in sql_sink.rows("receipts"))
+    assert set(counts.values()) == {1} and len(counts) == 9
+
+
+def test_late_offline_receipts_reach_shifts_already_imported(
+    store: StateStore, tenant_id: str, sql_sink: SqlSink
+) -> None:
+    """§6.6: offline receipts reach a shift after it closed. The shifts that ended in the last
+    ``late_receipts_days`` are read again every ``late_receipts_check_minutes`` (60)."""
+    env = KasaEnv()
+    env.bind_products(store, tenant_id)
+    recent, older = env.day(receipts_per_shift=3)
+    env.t.tables["shifts"][recent]["closed_at"] = time.time() - 2 * 3600  # past the 10-minute overlap
+    env.t.tables["shifts"][older]["closed_at"] = time.time() - 4 * 86400  # beyond the 3-day window
+    env.close(env.open_shift(receipts=1))  # the newest close: the cursor sits at it
+    run(store, tenant_id, sql_sink, env)
+    assert len(_receipts_of(sql_sink, recent)) == len(_receipts_of(sql_sink, older)) == 3
+
+    for shift in (recent, older):
+        generators.sell(env.store, env.t, env.rng, shift, 2, offline=True)
+    soon = run(store, tenant_id, sql_sink, env)
+    assert soon.errors == [] and len(_receipts_of(sql_sink, recent)) == 3  # checked under an hour ago
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=61)
+    checked = run(store, tenant_id, sql_sink, env, now=later)
+    assert checked.errors == []
+    landed = _receipts_of(sql_sink, recent)
+    assert len(landed) == 5 and set(landed.values()) == {1}  # the two late ones, no duplicates
+    late = [r for r in sql_sink.rows("receipts") if r["shift_id"] == recent]
+    assert sum(1 for r in late if json.loads(r["payload"]).get("offline_id")) == 2
+    assert len(_receipts_of(sql_sink, older)) == 3  # four days old: out of the window
+    assert store.get_cursor(tenant_id, "smartkasa", "shifts:late_check") is not None
+
+    # a window of 0 days turns the re-reading off
+    generators.sell(env.store, env.t, env.rng, recent, 1, offline=True)
+    off = run(store, tenant_id, sql_sink, env, now=later + dt.timedelta(hours=2), late_days=0)
+    assert off.errors == [] and len(_receipts_of(sql_sink, recent)) == 5

@@ -208,6 +208,7 @@ def test_state_gauges_are_read_at_scrape_time_and_cached(tmp_path: Path) -> None
         s.commit()
     cursor = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     store.set_cursor(t, "smartkasa", "shifts", cursor.isoformat().replace("+00:00", "Z"))
+    store.set_cursor(t, "smartkasa", "shifts:late_check", "2020-01-01T00:00:00Z")  # bookkeeping: no lag
     run = store.start_run(t, "reconcile", "full")
     store.finish_run(run, status="ok", counts={}, requests={})
     calls = []

@@ -88,7 +88,9 @@ Sales (§6, §9.4) — ``test_smartkasa_sales.py``
     ``termianl_user_id`` and ``terminal_user_id``. Product sales report: paid sales minus refunds over the
     window, per-product strings, grand totals as numbers, ``popularity`` = share of quantity in %.
 26. Generators (``generators``), seeded: open/close shifts, receipts with items and a payment for existing
-    products (decrementing counted cards of the shop), z-reports for closed shifts, stock recounts, a day.
+    products (decrementing counted cards of the shop), z-reports for closed shifts, stock recounts, a day;
+    a shift left ``state`` 2 with no ``closed_at`` (``expire``), and offline receipts uploaded late into
+    a closed or expired shift (``offline: true``, with ``offline_*`` fields, §6.6).
 
 Admin (``/_admin``, loopback only, tenant named by ``X-API-KEY``) — ``admin`` module,
     ``test_smartkasa_sales.py``

@@ -201,6 +201,12 @@ def router(sb: Sandbox) -> APIRouter:
         shift = run(generators.close_shift, store, t, sid, with_z_report=data.get("z_report", True))
         return json_response({"data": views.shift(shift)})
 
+    @r.post("/generate/shifts/{sid}/expire")
+    async def gen_expire_shift(sid: str, request: Request) -> Response:
+        t = tenant(request)
+        shift = run(generators.expire_shift, store, t, sid)
+        return json_response({"data": views.shift(shift)})
+
     @r.post("/generate/receipts")
     async def gen_receipts(request: Request) -> Response:
         t, data = tenant(request), await body(request)
@@ -212,6 +218,7 @@ def router(sb: Sandbox) -> APIRouter:
             str(data.get("shift_id")),
             int(data.get("count", 1)),
             float(data.get("refunds", 0.0)),
+            offline=bool(data.get("offline", False)),
         )
         return json_response({"data": [{"id": x["id"]} for x in made]}, 201)
 

@@ -54,11 +54,21 @@ def open_shift(store: Store, t: Tenant, rng: random.Random, terminal_id: int | N
 
 
 def sell(
-    store: Store, t: Tenant, rng: random.Random, shift_id: str, count: int = 1, refunds: float = 0.0
+    store: Store,
+    t: Tenant,
+    rng: random.Random,
+    shift_id: str,
+    count: int = 1,
+    refunds: float = 0.0,
+    *,
+    offline: bool = False,
 ) -> list[Record]:
-    """``count`` paid receipts (a share ``refunds`` of them returns) in an open shift."""
+    """``count`` paid receipts (a share ``refunds`` of them returns) in an open shift.
+
+    ``offline``: receipts the till made in offline mode and uploads late (§6.6), so they may
+    reach a shift that has already closed or expired; they carry ``offline_*`` fields."""
     shift = t.tables["shifts"].get(shift_id)
-    if shift is None or shift["state"] != 0:
+    if shift is None or (shift["state"] != 0 and not offline):
         raise GeneratorError("no such open shift")
     products = sorted(t.tables["products"].values(), key=lambda p: p["created_at"])
     if not products:
@@ -130,9 +140,9 @@ def sell(
                 "registrar_fiscal_number": "4000026885",
                 "registrar_local_number": None,
                 "related_fiscal_number": None,
-                "offline_id": 0,
-                "offline_seed": "",
-                "offline_local_number": None,
+                "offline_id": rng.randrange(1, 10**6) if offline else 0,
+                "offline_seed": _uuid(rng).replace("-", "")[:16] if offline else "",
+                "offline_local_number": rng.randrange(1, 10**4) if offline else None,
                 "previous_receipt_hash": None,
                 "is_hidden": False,
                 "tax_amount": taxes,
@@ -185,6 +195,17 @@ def close_shift(store: Store, t: Tenant, shift_id: str, *, with_z_report: bool =
     store.touch(shift)
     if with_z_report:
         z_report(store, t, shift_id)
+    return shift
+
+
+def expire_shift(store: Store, t: Tenant, shift_id: str) -> Record:
+    """An open shift the platform gave up on: ``state`` 2 with ``closed_at`` still null, as the
+    contract's example of a shift opened eight days earlier (§6.1)."""
+    shift = t.tables["shifts"].get(shift_id)
+    if shift is None or shift["state"] != 0:
+        raise GeneratorError("no such open shift")
+    shift.update(state=2)
+    store.touch(shift)
     return shift
 
 
