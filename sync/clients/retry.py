@@ -81,6 +81,19 @@ def classify_exception(exc: BaseException) -> Failure:
     return "sent"
 
 
+def http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP-date header (``Date``, ``Retry-After``) as aware UTC; None if absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
 def parse_retry_after(
     value: str | None, *, now: dt.datetime | None = None, cap: float = 60.0
 ) -> float | None:
@@ -96,14 +109,9 @@ def parse_retry_after(
     try:
         seconds = float(text)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
+        when = http_date(text)
         if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
         current = now or dt.datetime.now(dt.UTC)
         seconds = (when - current).total_seconds()
     if seconds != seconds:  # NaN

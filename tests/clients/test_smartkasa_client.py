@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import itertools
 import json
 import logging
@@ -71,6 +72,8 @@ class FakeSK:
         self.categories: dict[str, dict[str, Any]] = {}
         self.cards: dict[str, dict[str, Any]] = {}
         self.yield_every_call = False
+        self.skew = dt.timedelta(0)  # the server's clock minus ours
+        self.send_date = False  # a Date header on the session answers (the server's clock)
 
     # --- helpers ------------------------------------------------------------------
     def count(self, method: str, path: str) -> int:
@@ -81,7 +84,7 @@ class FakeSK:
         access, refresh = f"acc.{n}.{uuid.uuid4().hex}", f"ref.{n}.{uuid.uuid4().hex}"
         self.valid_access.add(access)
         self.valid_refresh.add(refresh)
-        now = self.clock()
+        now = self.clock() + self.skew
         return {
             "id": None,
             "access": access,
@@ -136,7 +139,10 @@ class FakeSK:
         body = json.loads(request.content) if request.content else None
 
         def ok(data: Any, status: int = 200, meta: Any = None) -> httpx.Response:
-            return httpx.Response(status, json={"data": data, "meta": meta or {}})
+            headers = {}
+            if self.send_date:
+                headers["date"] = email.utils.format_datetime(self.clock() + self.skew, usegmt=True)
+            return httpx.Response(status, json={"data": data, "meta": meta or {}}, headers=headers)
 
         if path == "/api/v1/auth/sessions" and method == "POST":
             # login carries both forms at once, whatever the body style (a server reads one)
@@ -384,6 +390,47 @@ def test_short_lived_tokens_do_not_refresh_on_every_call(clock):
 
     run(go())
     assert fake.count("POST", "/api/v1/auth/refresh") == 0
+
+
+@pytest.mark.parametrize("send_date", [True, False])
+def test_a_server_clock_two_hours_behind_does_not_renew_before_every_call(clock, send_date):
+    """Expiries are on the server's clock: 1 h tokens from a server 2 h behind look an hour
+    expired here. The answer's Date moves them onto our clock; without one, the expiry is
+    dropped and the token is used until a 401. Before: a login or refresh before every call."""
+    fake = FakeSK(clock)
+    fake.access_ttl = dt.timedelta(hours=1)
+    fake.skew = -dt.timedelta(hours=2)
+    fake.send_date = send_date
+
+    async def go():
+        async with make(fake, clock) as sk:
+            for _ in range(5):
+                await sk.unit_types.iterate().__anext__()
+                clock.now += dt.timedelta(minutes=5)
+
+    run(go())
+    sessions = fake.count("POST", "/api/v1/auth/sessions") + fake.count("POST", "/api/v1/auth/refresh")
+    assert sessions == 1
+    assert fake.count("GET", "/api/v1/inventory/unit_types") == 5
+
+
+def test_a_server_clock_ahead_still_refreshes_before_the_real_expiry(clock):
+    """A server 2 h ahead: its 1 h token "expires" in 3 h on our clock. With its Date, the
+    refresh comes 5 minutes before the real expiry, not after a 401 two hours later."""
+    fake = FakeSK(clock)
+    fake.access_ttl = dt.timedelta(hours=1)
+    fake.skew = dt.timedelta(hours=2)
+    fake.send_date = True
+
+    async def go():
+        async with make(fake, clock) as sk:
+            await sk.unit_types.iterate().__anext__()
+            clock.now += dt.timedelta(minutes=56)
+            await sk.unit_types.iterate().__anext__()
+
+    run(go())
+    assert fake.count("POST", "/api/v1/auth/refresh") == 1
+    assert fake.count("GET", "/api/v1/inventory/unit_types") == 2  # no 401 round trip
 
 
 def test_single_flight_refresh_under_20_concurrent_401s(clock):

@@ -17,6 +17,7 @@ Why it works this way (contract §2, §8):
 - A refresh that fails for any reason (401, a lost answer that may have consumed the
   single-use token, an expired refresh token) falls back to a fresh login. Login
   rejections (401/403/422) are terminal :class:`AuthFailed`.
+- Expiries are on the server's clock: the answer's ``Date`` moves them onto ours (clock skew).
 - A missing or unparsable ``*_expires_at`` means "no proactive renewal": the token is
   used until the server answers 401.
 """
@@ -39,6 +40,9 @@ from sync.redact import forget_slots, register_secret
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_MARGIN = dt.timedelta(minutes=5)
+# A Date header has whole seconds and the answer takes time to arrive: a smaller difference
+# between the clocks is noise, not skew.
+CLOCK_TOLERANCE = dt.timedelta(seconds=5)
 _session_numbers = itertools.count(1)
 
 
@@ -64,16 +68,37 @@ class TokenSet:
     obtained_at: dt.datetime | None = None
 
     @classmethod
-    def from_response(cls, data: Any, *, now: dt.datetime) -> TokenSet:
-        """Build from a login/refresh ``data`` object; a missing ``access`` breaks the contract."""
+    def from_response(cls, data: Any, *, now: dt.datetime, server_now: dt.datetime | None = None) -> TokenSet:
+        """Build from a login/refresh ``data`` object; a missing ``access`` breaks the contract.
+
+        The ``*_expires_at`` instants are on the server's clock. With the answer's ``Date``
+        (``server_now``, whole seconds, so only a difference over ``CLOCK_TOLERANCE`` counts)
+        they become lifetimes added to our ``now``, so a skewed clock on
+        either side neither renews a fresh token on every request nor keeps an expired one.
+        Without it, an access expiry that is already past on our clock (a fresh token cannot
+        be expired: the clocks differ) is dropped, and the token is used until a 401."""
         if not isinstance(data, dict) or not isinstance(data.get("access"), str) or not data["access"]:
             raise E.ContractViolation("session answer without an access token", platform="smartkasa")
         refresh = data.get("refresh")
+        access_expires = parse_timestamp(data.get("access_expires_at"))
+        refresh_expires = parse_timestamp(data.get("refresh_expires_at"))
+        if server_now is not None and abs(now - server_now) > CLOCK_TOLERANCE:
+            shift = now - server_now
+            access_expires = access_expires + shift if access_expires else None
+            refresh_expires = refresh_expires + shift if refresh_expires else None
+        if access_expires is not None and access_expires <= now:
+            log.warning(
+                "smartkasa: a new token expires at %s, already past on this machine's clock (%s):"
+                " the clocks differ; renewing on 401 only. Sync this machine's clock (NTP).",
+                access_expires.isoformat(),
+                now.isoformat(),
+            )
+            access_expires = None
         return cls(
             access=data["access"],
             refresh=refresh if isinstance(refresh, str) and refresh else None,
-            access_expires_at=parse_timestamp(data.get("access_expires_at")),
-            refresh_expires_at=parse_timestamp(data.get("refresh_expires_at")),
+            access_expires_at=access_expires,
+            refresh_expires_at=refresh_expires,
             obtained_at=now,
         )
 

@@ -40,7 +40,7 @@ import httpx
 from sync import errors as E
 from sync.clients.governor import Governor
 from sync.clients.http import ApiResponse, RequestLoop, parse_body
-from sync.clients.retry import RetryPolicy
+from sync.clients.retry import RetryPolicy, http_date
 from sync.clients.smartkasa import resources as R
 from sync.clients.smartkasa.auth import MemoryTokenStore, SessionManager, TokenSet, TokenStore
 from sync.clients.smartkasa.config import AuthScheme, SmartKasaSettings
@@ -227,7 +227,7 @@ class SmartKasaClient(RequestLoop):
             ) from None
         finally:
             _session_call.reset(flag)
-        return TokenSet.from_response(self._data(response.data), now=self._clock())
+        return self._tokens_of(response)
 
     async def refresh_tokens(self, refresh_token: str) -> TokenSet:
         """``POST /auth/refresh`` with ``X-Refresh-Token``; never resent (single-use token)."""
@@ -236,7 +236,13 @@ class SmartKasaClient(RequestLoop):
             response = await self.request("POST", REFRESH_PATH, headers={"X-Refresh-Token": refresh_token})
         finally:
             _session_call.reset(flag)
-        return TokenSet.from_response(self._data(response.data), now=self._clock())
+        return self._tokens_of(response)
+
+    def _tokens_of(self, response: ApiResponse) -> TokenSet:
+        """The session's tokens, their expiry moved onto our clock by the answer's ``Date``."""
+        return TokenSet.from_response(
+            self._data(response.data), now=self._clock(), server_now=http_date(response.headers.get("date"))
+        )
 
     async def logout(self) -> None:
         """``DELETE /auth/sessions/logout`` (ends the server session; the next call logs in again)."""
