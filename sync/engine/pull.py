@@ -31,7 +31,9 @@ Streams:
   or still open 24 hours after it opened: a fiscal shift lasts at most a day) ended when it
   opened. Offline receipts reach a shift late (§6.6): every
   ``smartkasa.late_receipts_check_minutes`` the shifts that ended in the last
-  ``smartkasa.late_receipts_days`` are read again (markers skip what is already in).
+  ``smartkasa.late_receipts_days`` are read again (markers skip what is already in). A
+  server that ignores the ``shift_id`` filter (§6.2 does not say it filters) answers with
+  the whole list: that one pass then serves every shift of the run, not one shift each.
 - SmartKasa ``z_reports`` by ``date_start``/``date_end``; ``stock``: every card of every
   shop, a snapshot written only where the count changed (markers compare content hashes).
 """
@@ -380,8 +382,8 @@ class Puller:
         async for shift in client.iter_list(client.shifts.path):
             if get(shift, "id") in (None, ""):
                 continue
-            done, at = shift_end(shift, self.now)
-            if done:
+            has_ended, at = shift_end(shift, self.now)
+            if has_ended:
                 ended.append((at, shift))
             # else open (or closed after this run started): the next run takes it
         ended.sort(key=lambda pair: (pair[0] or _EPOCH, str(pair[1]["id"])))
@@ -389,35 +391,56 @@ class Puller:
         # a shift held as failed counts as seen: its receipts are in, its row waits for retry-failed
         seen = self.store.inbound_seen(self.tenant, KASA, "shifts", ids) | self._held("shifts", ids)
         reverse = self.store.reverse_bindings(self.tenant, KASA)
-        latest = parse_instant(result.cursor_before)
         late = self._late_receipts_from()
+        todo: list[tuple[dt.datetime | None, Any]] = []
         for at, shift in ended:
-            shift_id = str(shift["id"])
             recent = lo is None or (at is not None and (at >= lo or (late is not None and at >= late)))
-            if shift_id in seen and not recent:
+            if str(shift["id"]) in seen and not recent:
                 continue
             if lo is not None and self.since is not None and (at is None or at < self.since):
                 continue
+            todo.append((at, shift))
+        latest = parse_instant(result.cursor_before)
+        wanted = {str(s["id"]) for _, s in todo}
+        for i, (_, shift) in enumerate(todo):
+            shift_id = str(shift["id"])
             buffer = _Buffer(self, KASA, result)
-            params = {"shift_id": shift_id}
-            async for receipt in client.iter_list(client.receipts.path, params):
-                if get(receipt, "shift_id") not in (None, shift_id, shift["id"]):
-                    continue  # the server ignored the filter: keep only this shift's receipts
+            whole_list = False
+            async for receipt in client.iter_list(client.receipts.path, {"shift_id": shift_id}):
+                of = get(receipt, "shift_id")
+                if of not in (None, shift_id, shift["id"]):
+                    # The server ignored the filter (§6.2 does not say it filters): this pass
+                    # holds every receipt, so it serves every shift still to do in this run.
+                    whole_list = True
+                    if str(of) not in wanted:
+                        continue
                 result.fetched += 1
                 unit = self._mapped_kasa("receipts", receipt, reverse, result)
                 if unit is not None:
                     buffer.add(unit)
                 if buffer.size() >= FLUSH_ROWS:
                     buffer.flush()
-            # last: its marker says "all receipts are in" (failed ones are held in the inbox)
-            unit = self._mapped_kasa("shifts", shift, reverse, result)
-            if unit is not None:
-                buffer.add(unit)
+            # last: a shift's marker says "all its receipts are in" (failed ones are held in the inbox)
+            done = todo[i:] if whole_list else [todo[i]]
+            for _, ended_shift in done:
+                unit = self._mapped_kasa("shifts", ended_shift, reverse, result)
+                if unit is not None:
+                    buffer.add(unit)
             buffer.flush()
-            if at is not None and (latest is None or at > latest):
-                latest = at
-                result.cursor_after = iso(min(latest, self.now))
-                self.store.set_cursor(self.tenant, KASA, "shifts", result.cursor_after)
+            for at, _ in done:
+                if at is not None and (latest is None or at > latest):
+                    latest = at
+                    result.cursor_after = iso(min(latest, self.now))
+                    self.store.set_cursor(self.tenant, KASA, "shifts", result.cursor_after)
+            if whole_list:
+                log.info(
+                    "pull %s smartkasa/receipts: the server ignored the shift_id filter; one pass over"
+                    " the whole receipt list served %d shift(s)",
+                    self.tenant,
+                    len(done),
+                )
+                break
+            wanted.discard(shift_id)
         if late is not None or lo is None:
             self.store.set_cursor(self.tenant, KASA, LATE_CHECK_CURSOR, iso(self.now))
 

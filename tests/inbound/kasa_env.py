@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -20,13 +21,20 @@ API_KEY = "kasa-pull-test-key"
 
 class KasaEnv:
     def __init__(
-        self, *, products: int = 4, receipts_per_page: int = 10, max_per_page: int | None = None
+        self,
+        *,
+        products: int = 4,
+        receipts_per_page: int = 10,
+        max_per_page: int | None = None,
+        **knobs: Any,
     ) -> None:
         config = SmartKasaSandboxConfig(
             tenants=[TenantSpec(api_key=API_KEY, shops=2, terminals_per_shop=1)],
             receipts_per_page=receipts_per_page,
             max_per_page=max_per_page,
+            **knobs,
         )
+        self.requests: list[str] = []  # "GET /api/v1/pos/receipts", … as the client sent them
         self.app = create_app(config)
         self.sb = self.app.state.sandbox
         self.store = self.sb.store
@@ -81,4 +89,16 @@ class KasaEnv:
             password=SecretStr("123456789"),
             per_page=per_page,
         )
-        return SmartKasaClient(settings, account="pull-test", transport=httpx.ASGITransport(app=self.app))
+        return SmartKasaClient(settings, account="pull-test", transport=_Counting(self))
+
+
+class _Counting(httpx.AsyncBaseTransport):
+    """The sandbox through ASGI, noting each request's method and path."""
+
+    def __init__(self, env: KasaEnv) -> None:
+        self.env = env
+        self.inner = httpx.ASGITransport(app=env.app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.env.requests.append(f"{request.method} {request.url.path}")
+        return await self.inner.handle_async_request(request)

@@ -30,6 +30,7 @@ def run(
     *,
     now: dt.datetime | None = None,
     late_days: float | None = None,
+    per_page: int = 100,
 ) -> PullSummary:
     settings = tenant_settings(kasa_url="http://127.0.0.1:9", shops=shops)
     if late_days is not None:
@@ -38,7 +39,7 @@ def run(
         settings = settings.model_copy(update={"smartkasa": kasa})
 
     async def go() -> PullSummary:
-        client = env.client()
+        client = env.client(per_page=per_page)
         try:
             return await pull_async(
                 store, tenant, settings, sink, kasa_client=client, streams=KASA_STREAMS, now=now
@@ -213,3 +214,30 @@ def test_late_offline_receipts_reach_shifts_already_imported(
     generators.sell(env.store, env.t, env.rng, recent, 1, offline=True)
     off = run(store, tenant_id, sql_sink, env, now=later + dt.timedelta(hours=2), late_days=0)
     assert off.errors == [] and len(_receipts_of(sql_sink, recent)) == 5
+
+
+def test_a_server_that_ignores_the_shift_filter_is_read_once_not_once_per_shift(
+    store: StateStore, tenant_id: str, sql_sink: SqlSink
+) -> None:
+    """§6.2 does not say ``shift_id`` filters receipts. A server that ignores it answered every
+    shift's query with the whole list: shifts × pages. One pass now serves every shift."""
+    env = KasaEnv(receipts_per_page=5, receipt_filters="ignored")
+    env.bind_products(store, tenant_id)
+    shifts = env.day(receipts_per_shift=5) + env.day(receipts_per_shift=5)
+    live = env.open_shift(receipts=2)  # not ended: its receipts are on the list but not taken
+
+    summary = run(store, tenant_id, sql_sink, env, per_page=5)
+    assert summary.errors == []
+    receipts = Counter(r["remote_id"] for r in sql_sink.rows("receipts"))
+    assert len(receipts) == 20 and set(receipts.values()) == {1}
+    assert {r["shift_id"] for r in sql_sink.rows("receipts")} == set(shifts)
+    assert {s["remote_id"] for s in sql_sink.rows("shifts")} == set(shifts)
+    pages = env.requests.count("GET /api/v1/pos/receipts")
+    assert pages == 5  # 22 receipts, 5 a page: one pass (was 4 shifts x 5 pages)
+
+    env.close(live)
+    env.requests.clear()
+    again = run(store, tenant_id, sql_sink, env, per_page=5)
+    assert again.errors == []
+    assert len(_receipts_of(sql_sink, live)) == 2
+    assert len(Counter(r["remote_id"] for r in sql_sink.rows("receipts"))) == 22

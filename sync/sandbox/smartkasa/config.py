@@ -55,6 +55,9 @@ class SmartKasaSandboxConfig(BaseModel):
     number_match: Literal["exact", "partial"] = "exact"
     unit_type_mode: Literal["code", "id"] = "code"
     expose_remote_id: bool = False
+    # Receipt list filters (§6.2: "which of them act as list filters" is not stated): "honoured",
+    # or "ignored": every filter is dropped and the whole list comes back, newest first.
+    receipt_filters: Literal["honoured", "ignored"] = "honoured"
     # --- other resources (§9.4)
     unknown_id_status: Literal[404, 422] = 422
     # --- clock (§9.4 item 20: clock skew / odd offsets)
