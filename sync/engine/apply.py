@@ -256,7 +256,11 @@ class Executor:
             )
 
     def _quarantine(
-        self, a: Action, exc: StatusError | Unresolved | str, rule: str = "platform_rejected"
+        self,
+        a: Action,
+        exc: StatusError | Unresolved | str,
+        rule: str = "platform_rejected",
+        field: str | None = None,
     ) -> None:
         erp_hash = self.ctx.erp_hashes.get((a.platform, a.entity), {}).get(a.erp_key, "")
         if isinstance(exc, StatusError):
@@ -274,7 +278,7 @@ class Executor:
             )
         else:
             entry = QuarantineEntry(
-                a.platform, a.entity, a.erp_key, None, rule, scrub(str(exc)), None, erp_hash, "apply", None
+                a.platform, a.entity, a.erp_key, field, rule, scrub(str(exc)), None, erp_hash, "apply", None
             )
         self.ctx.store.quarantine(self.ctx.tenant, [entry])
         self.result.quarantined.append(entry)
@@ -928,6 +932,7 @@ class Executor:
         payload, children, agreed = dict(a.payload), dict(a.children), dict(a.agreed)
         version = a.base_version
         pulled = a.pulled()
+        kept: dict[str, Any] = {}
         if payload or children:
             for attempt in (0, 1):
                 try:
@@ -935,7 +940,7 @@ class Executor:
                     written = await adapter.update(
                         a.entity, a.remote_id, self.resolve(policy, payload), children, version=version
                     )
-                    version = written.version
+                    version, kept = written.version, written.kept
                     break
                 except StaleVersion as exc:
                     fresh = await adapter.get(a.entity, a.remote_id)
@@ -1000,6 +1005,19 @@ class Executor:
         ]
         if waiting:
             notes.append(f"{', '.join(waiting)}: platform edit kept in adopted_edits for the ERP")
+        if kept:
+            # The other fields are written and the base is the ERP's; the row is held (until
+            # its ERP row changes) so the same null is not sent again on every run.
+            field_name, value = next(iter(kept.items()))
+            self._quarantine(
+                a,
+                f"{a.platform} kept {field_name} = {scrub(repr(value))[:80]} although erpsync sent null "
+                "to clear it (the contract does not say how to clear a field); clear it on the "
+                "platform, or give it a value in the ERP",
+                rule="not_cleared",
+                field=field_name,
+            )
+            return
         self._record(a, outcome, "; ".join(notes))
 
     def _rediff(

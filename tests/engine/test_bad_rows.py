@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from apply_helpers import MakePlayground
 
@@ -293,3 +294,36 @@ def test_a_400_naming_a_field_quarantines_the_row_and_is_not_resent_every_run(
     refused = strict.refused
     again = Engine(pg.settings(), transports={"smartepi": strict}).apply()
     assert again.writes() == 0 and strict.refused == refused  # held until the ERP row changes
+
+
+@pytest.mark.parametrize("null_on_update", ["clears", "ignored", "rejected"])
+def test_an_erp_field_cleared_is_cleared_or_held_never_resent_every_run(
+    playground: MakePlayground, null_on_update: str
+) -> None:
+    """How to clear a field on SmartEPI is undocumented (§2.6 "no blanking"). erpsync sends
+    null; a server that ignores it (or refuses it with a 400) keeps the e-mail: the row's
+    other changes are still written, and the row is held with rule ``not_cleared`` instead of
+    an update on every run."""
+    pg = playground(f"clear-{null_on_update}", employees=8, products_epi=2, products_kasa=2, seed=4)
+    ((key, email),) = _erp(
+        pg, "SELECT matricula, email FROM funcionarios WHERE email IS NOT NULL ORDER BY matricula LIMIT 1"
+    )
+    assert Engine(pg.settings()).apply().status == "ok"
+    pg.epi_admin("PATCH", "/strictness", json={"null_on_update": null_on_update})
+    _erp(pg, "UPDATE funcionarios SET email = NULL, nome = nome || ' Jr' WHERE matricula = ?", key)
+
+    first = Engine(pg.settings()).apply()
+    (employee,) = [e for e in pg.epi_state()["employees"] if e.get("name", "").endswith(" Jr")]
+    assert employee["name"].endswith(" Jr")  # the other change is written in every case
+    held = {(q.entity, q.erp_key): q for q in StateStore(pg.settings().state_url).quarantined(pg.tenant)}
+    if null_on_update == "clears":
+        assert first.status == "ok" and not employee.get("email")
+        assert ("employees", key) not in held
+    else:
+        assert first.status == "partial", first.counts
+        assert employee["email"] == email.lower()
+        q = held[("employees", key)]
+        assert (q.rule, q.field, q.stage) == ("not_cleared", "email", "apply")
+        assert "clear it on the platform" in q.message
+    second = Engine(pg.settings()).apply()
+    assert second.writes() == 0, second.counts  # nothing is sent again

@@ -158,6 +158,7 @@ def test_strictness_knobs_are_set_at_run_time_and_validated(client: TestClient) 
         "paging": "exact",
         "retry_after_format": "seconds",
         "access_group_by_id": True,
+        "null_on_update": "clears",
     }
     assert client.get("/v1/training-records", headers=H).status_code == 200
     got = client.patch("/_admin/strictness", json={"training_records": "403", "duplicate_token": "conflict"})

@@ -38,10 +38,14 @@ class CreateItem:
 
 @dataclass(slots=True)
 class Written:
-    """What a successful write returns: the remote id and the new version if known."""
+    """What a successful write returns: the remote id and the new version if known.
+
+    ``kept``: fields an update sent as ``null`` to clear them that the platform kept (how to
+    clear a field is undocumented on SmartEPI): the executor holds the row for a person."""
 
     remote_id: str
     version: str | None = None
+    kept: dict[str, Any] = field(default_factory=dict)
 
 
 def counts_since(

@@ -8,6 +8,9 @@
   to re-attach the ids of existing entries (the API upserts nested entries by id and
   adds entries without one). Removing a nested entry is not documented ("no blanking"),
   so an entry gone from the ERP stays on the platform; the diff then keeps reporting it.
+- Clearing a field is not documented either: ``null`` is sent; a server that refuses it
+  (400 naming the field) gets the update without it, and a field the answer still holds is
+  reported as ``Written.kept`` (the executor holds the row, rule ``not_cleared``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from sync.clients.smartepi.client import SmartEPIClient
 from sync.clients.smartepi.resources import Resource
 from sync.engine.adapters.base import CreateItem, RawRemote, Written, counts_since
-from sync.errors import ContractViolation
+from sync.errors import ContractViolation, FieldRejected
 
 CHILD_KEYS: dict[str, str] = {"sizes": "name", "certificates": "number"}
 _NOT_FIELDS = frozenset({"id", "createdAt", "updatedAt", *CHILD_KEYS})
@@ -172,8 +175,20 @@ class SmartEPIAdapter:
             version = current.etag if version is None else version
         if version is None:
             version = (await res.get(remote_id)).etag
-        done = await res.update(remote_id, body, etag=version)
-        return Written(remote_id, done.etag)
+        # Clearing a field is undocumented (§2.6 "no blanking"): null is sent, and a server
+        # that refuses it (400 naming the field) gets the update without the nulls. Either
+        # way a field the answer still holds is reported back as kept, not as cleared.
+        nulls = {k for k, v in body.items() if v is None and k not in CHILD_KEYS}
+        try:
+            done = await res.update(remote_id, body, etag=version)
+        except FieldRejected as exc:
+            if exc.field not in nulls:
+                raise
+            rest = {k: v for k, v in body.items() if k not in nulls}
+            done = await res.update(remote_id, rest, etag=version) if rest else await res.get(remote_id)
+        record = done.record if isinstance(done.record, Mapping) else {}
+        kept = {k: record[k] for k in sorted(nulls) if record.get(k) not in (None, "", [])}
+        return Written(remote_id, done.etag, kept=kept)
 
     async def delete(self, entity: str, remote_id: str, *, version: str | None) -> None:
         res = self._res(entity)

@@ -63,7 +63,8 @@ endpoint is undocumented, §3.9), ``duplicate_token`` (the 409 token of every du
 ``conflict``, §2.5), ``window_fraction_digits`` (3 mimics a millisecond API),
 ``identification_search`` (folded, exact_text or reject, §3.1), ``gateway_style`` (A or B,
 §5.1), ``paging`` (exact, or dynamo: a trailing empty page, §2.4), ``retry_after_format``,
-``access_group_by_id`` (False: 405, §3.7) and ``key_activation_s``.
+``access_group_by_id`` (False: 405, §3.7), ``null_on_update`` (clears, ignored or rejected:
+how to clear a field is undocumented, §2.6) and ``key_activation_s``.
 
 State is in memory (no SQLite store). Assumptions per area are in each module's
 docstring: ``store`` (paging, uniqueness, references), ``schema`` (validation),

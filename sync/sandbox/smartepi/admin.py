@@ -114,6 +114,7 @@ STRICTNESS_KNOBS = (
     "paging",
     "retry_after_format",
     "access_group_by_id",
+    "null_on_update",
 )
 
 

@@ -186,6 +186,16 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     return body
 
 
+def _nulls_as_configured(body: dict[str, Any], mode: str) -> dict[str, Any]:
+    """A ``null`` field of an update body under the ``null_on_update`` knob (clearing is undocumented)."""
+    nulls = sorted(k for k, v in body.items() if v is None and not k.startswith("_"))
+    if not nulls or mode == "clears":
+        return body
+    if mode == "rejected":
+        raise bad_request(f"{nulls[0]}: must not be null")
+    return {k: v for k, v in body.items() if k not in nulls}
+
+
 def _versions_from(request: Request, body_version: Any = None, *, in_body: bool) -> list[int]:
     from sync.sandbox.smartepi.schema import parse_version
 
@@ -223,6 +233,7 @@ def _routes(
     identification_search: Callable[[], str] = lambda: "folded",
     paging: Callable[[], str] = lambda: "exact",
     access_group_by_id: Callable[[], bool] = lambda: True,
+    null_on_update: Callable[[], str] = lambda: "clears",
 ) -> None:
     resource = spec.resource
     base = f"/v1/{resource}"
@@ -277,7 +288,7 @@ def _routes(
         record_id = request.path_params["id"]
         check_query(request, "update")
         store.get(tenant, resource, record_id)
-        body = await read_json_object(request)
+        body = _nulls_as_configured(await read_json_object(request), null_on_update())
         versions = _versions_from(request, body.get("_version"), in_body=True)
         rec = store.update(tenant, resource, record_id, body, versions)
         return single(spec, tenant, rec.id)
@@ -380,6 +391,7 @@ def create_app(config: SmartEPISandboxConfig | None = None, faults: FaultConfig 
             lambda: sandbox.config.identification_search,
             lambda: sandbox.config.paging,
             lambda: sandbox.config.access_group_by_id,
+            lambda: sandbox.config.null_on_update,
         )
     app.include_router(admin_router(sandbox))
     app.include_router(injector.admin_router(dependencies=[loopback_guard(sandbox)]))

@@ -59,3 +59,6 @@ class SmartEPISandboxConfig(BaseModel):
     retry_after_format: Literal["seconds", "http_date"] = "seconds"
     # Whether GET /access-groups/:id exists is undocumented (§3.7): False answers 405
     access_group_by_id: bool = True
+    # How to clear a field on update is undocumented (§2.6, "no blanking"): "clears" (null
+    # clears it), "ignored" (null leaves the value, like an omitted field), "rejected" (400)
+    null_on_update: Literal["clears", "ignored", "rejected"] = "clears"
