@@ -215,9 +215,8 @@ def test_kill_9_mid_reconcile_then_redelivery_converges_without_duplicates(
         with running(svc.worker("rescuer", 1)) as (rescuer,):
             # Redelivered after the visibility timeout (20 s here), once the dead holder's lease lapsed.
             converged = wait_until(lambda: svc.world.sandbox("hooli", ENTITY) == erp, 90, interval=0.5)
-            assert converged, (
-                f"{len(svc.world.writes('hooli', ENTITY))} of 2000 written; rescuer log:\n{rescuer.text()[-4000:]}"
-            )
+            written = len(svc.world.writes("hooli", ENTITY))
+            assert converged, f"{written} of 2000 written; rescuer log:\n{rescuer.text()[-4000:]}"
         writes = svc.world.writes("hooli", ENTITY)
         assert len(writes) == len(set(writes)) == 2000  # 0 duplicates, 0 missing
         assert svc.world.calls("hooli", "reconcile") - runs_at_kill <= 2  # redelivery + at most one more
