@@ -117,6 +117,14 @@ def test_child_rows_are_set_aside_alone_and_never_delete_platform_entries(playgr
     assert not {("products", first), ("products", sku), ("products", sku2)} & set(_quarantine(pg, engine))
 
 
+def _problem(request: httpx.Request, status: int, token: str, detail: str) -> httpx.Response:
+    """A SmartEPI application error (problem+json, contract §2.5)."""
+    problem = {"type": f"urn:smartepi:error:{token}", "title": token, "status": status, "detail": detail}
+    return httpx.Response(
+        status, json=problem, headers={"content-type": "application/problem+json"}, request=request
+    )
+
+
 class _DuplicateCode(httpx.AsyncBaseTransport):
     """A strict SmartEPI: cost center ``code`` is unique too, so this one answers 409."""
 
@@ -128,15 +136,7 @@ class _DuplicateCode(httpx.AsyncBaseTransport):
         if request.method == "POST" and request.url.path.endswith("/cost-centers"):
             body = json.loads(request.content or b"{}")
             if body.get("code") == self.code:
-                problem = {
-                    "type": "urn:smartepi:error:duplicate_code",
-                    "title": "Duplicate",
-                    "status": 409,
-                    "detail": "A record with this code already exists",
-                }
-                return httpx.Response(
-                    409, json=problem, headers={"content-type": "application/problem+json"}, request=request
-                )
+                return _problem(request, 409, "duplicate_code", "A record with this code already exists")
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -260,14 +260,8 @@ class _BadFieldOnWrite(httpx.AsyncBaseTransport):
             body = json.loads(request.content or b"{}")
             if body.get("name") == self.name:
                 self.refused += 1
-                problem = {
-                    "type": "urn:smartepi:error:bad_request",
-                    "title": "Bad Request",
-                    "status": 400,
-                    "detail": "name: contains characters the platform does not accept",
-                }
-                return httpx.Response(
-                    400, json=problem, headers={"content-type": "application/problem+json"}, request=request
+                return _problem(
+                    request, 400, "bad_request", "name: contains characters the platform does not accept"
                 )
         return await self.inner.handle_async_request(request)
 
