@@ -1008,12 +1008,13 @@ class Executor:
         if kept:
             # The other fields are written and the base is the ERP's; the row is held (until
             # its ERP row changes) so the same null is not sent again on every run.
-            field_name, value = next(iter(kept.items()))
+            # The kept value is not shown: it may be personal data (a CPF, an e-mail).
+            field_name = next(iter(kept))
             self._quarantine(
                 a,
-                f"{a.platform} kept {field_name} = {scrub(repr(value))[:80]} although erpsync sent null "
-                "to clear it (the contract does not say how to clear a field); clear it on the "
-                "platform, or give it a value in the ERP",
+                f"{a.platform} kept its value of {field_name} although erpsync sent null to clear "
+                "it (the contract does not say how to clear a field); clear it on the platform, "
+                "or give it a value in the ERP",
                 rule="not_cleared",
                 field=field_name,
             )

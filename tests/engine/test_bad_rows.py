@@ -319,5 +319,6 @@ def test_an_erp_field_cleared_is_cleared_or_held_never_resent_every_run(
         q = held[("employees", key)]
         assert (q.rule, q.field, q.stage) == ("not_cleared", "email", "apply")
         assert "clear it on the platform" in q.message
+        assert email.lower() not in q.message.lower()  # personal data stays out of the reason
     second = Engine(pg.settings()).apply()
     assert second.writes() == 0, second.counts  # nothing is sent again
