@@ -295,3 +295,26 @@ def test_timestamps_use_configured_offsets(kasa):
     a = k.send("POST", "/inventory/categories", {"category": {"title": "a"}}).json()["data"]["created_at"]
     b = k.send("POST", "/inventory/categories", {"category": {"title": "b"}}).json()["data"]["created_at"]
     assert {a[-6:], b[-6:]} == {"+00:00", "+03:00"} and TS.match(a) and TS.match(b)
+
+
+def test_expired_shifts_late_offline_receipts_and_ignored_receipt_filters():
+    kasa = Kasa(receipt_filters="ignored")
+    kasa.stocked_products(n=2)
+    first = kasa.admin("POST", "/generate/shifts", {"seed": 3})["data"]
+    kasa.admin("POST", "/generate/receipts", {"shift_id": first["id"], "count": 2, "seed": 3})
+    expired = kasa.admin("POST", f"/generate/shifts/{first['id']}/expire")["data"]
+    assert expired["state"] == 2 and expired["closed_at"] is None  # §6.1's "stale" example
+    online = kasa.c.post(
+        "/_admin/generate/receipts", headers={"X-API-KEY": KEY}, json={"shift_id": first["id"]}
+    )
+    assert online.status_code == 422  # only the till's offline upload reaches a shift that ended
+    late = kasa.admin("POST", "/generate/receipts", {"shift_id": first["id"], "offline": True, "seed": 4})
+    (late_id,) = [r["id"] for r in late["data"]]
+
+    second = kasa.admin("POST", "/generate/shifts", {"seed": 5})["data"]
+    kasa.admin("POST", "/generate/receipts", {"shift_id": second["id"], "count": 1, "seed": 5})
+    listed = kasa.get("/pos/receipts", shift_id=first["id"], per_page=50).json()["data"]
+    assert len(listed) == 4 and {r["shift_id"] for r in listed} == {first["id"], second["id"]}  # ignored
+    (offline,) = [r for r in listed if r["id"] == late_id]
+    assert offline["offline_id"] and offline["offline_seed"] and offline["offline_local_number"]
+    assert all(not r["offline_id"] for r in listed if r["id"] != late_id)
