@@ -204,8 +204,8 @@ class SmartKasaSettings(_Strict):
         digits = re.sub(r"\D", "", v)
         if not 9 <= len(digits) <= 15:
             raise ValueError("phone must have 9 to 15 digits, e.g. 380971234567")
-        # Login takes the international 380XXXXXXXXX form (smartkasa.md §1); the console shows
-        # the national 0XXXXXXXXX one, which users copy: 0971234567 -> 380971234567.
+        # Login takes the international form, 380 and nine digits (smartkasa.md §1); the console
+        # shows the national one, 0 and nine digits, which users copy: 0971234567 -> 380971234567.
         if len(digits) == 10 and digits.startswith("0"):
             digits = "38" + digits
         return digits

@@ -17,6 +17,27 @@ from sync.cli import app
 from sync.state.store import StateStore
 
 
+def write_config(
+    tmp_path: Path, base_url: str, state_url: str, *, extra: dict[str, Any] | None = None, **epi: Any
+) -> Path:
+    """An erpsync.yaml for tenant ``acme``: SmartEPI at ``base_url``, inbound rows to JSONL."""
+    config = {
+        "state_url": state_url,
+        **(extra or {}),
+        "tenants": {
+            "acme": {
+                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
+                "mappings": ["none.yaml"],
+                "smartepi": {"base_url": base_url, "api_key": API_KEY, **epi},
+                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
+            }
+        },
+    }
+    path = tmp_path / "erpsync.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.mark.parametrize("mode", ["404", "405", "403"])
 def test_pull_skips_a_training_records_endpoint_the_server_does_not_serve(
     tmp_path: Path, serve: Any, mode: str, caplog: Any
@@ -29,19 +50,7 @@ def test_pull_skips_a_training_records_endpoint_the_server_does_not_serve(
     store = StateStore(state_url)
     env.bind_all(store, "acme")
     store.set_cursor("acme", "smartepi", "training_records", "2020-01-01T00:00:00.000000Z")
-    config = {
-        "state_url": state_url,
-        "tenants": {
-            "acme": {
-                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
-                "mappings": ["none.yaml"],
-                "smartepi": {"base_url": f"{server.url}/v1", "api_key": API_KEY},
-                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
-            }
-        },
-    }
-    path = tmp_path / "erpsync.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, f"{server.url}/v1", state_url)
     caplog.set_level(logging.WARNING, logger="sync.engine.pull")
     result = CliRunner().invoke(app, ["pull", "--config", str(path), "--since", "2000-01-01"])
     assert result.exit_code == 0, result.output
@@ -63,23 +72,13 @@ def test_a_rejected_key_is_still_an_error_for_training_records(
     env = EpiEnv()
     server = serve(env.app)
     state_url = f"sqlite:///{tmp_path}/state.db"
-    config = {
-        "state_url": state_url,
-        "tenants": {
-            "acme": {
-                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
-                "mappings": ["none.yaml"],
-                "smartepi": {
-                    "base_url": f"{server.url}/v1",
-                    "api_key": "sk_wrong_key",
-                    "key_activation_wait_seconds": 0.2,  # not 90 s
-                },
-                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
-            }
-        },
-    }
-    path = tmp_path / "erpsync.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(
+        tmp_path,
+        f"{server.url}/v1",
+        state_url,
+        api_key="sk_wrong_key",
+        key_activation_wait_seconds=0.2,  # not 90 s
+    )
     args = ["pull", "--config", str(path), "--stream", "training_records"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
@@ -102,20 +101,7 @@ def test_the_scheduled_pull_marks_it_unavailable_too(
     state_url = f"sqlite:///{tmp_path}/state.db"
     store = StateStore(state_url)
     env.bind_all(store, "acme")
-    config = {
-        "state_url": state_url,
-        "redis_url": redis_url,
-        "tenants": {
-            "acme": {
-                "erp": {"kind": "sql", "url": f"sqlite:///{tmp_path}/erp.db"},
-                "mappings": ["none.yaml"],
-                "smartepi": {"base_url": f"{server.url}/v1", "api_key": API_KEY},
-                "sink": {"kind": "jsonl", "directory": str(tmp_path / "out")},
-            }
-        },
-    }
-    path = tmp_path / "erpsync.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, f"{server.url}/v1", state_url, extra={"redis_url": redis_url})
     monkeypatch.setenv("ERPSYNC_NAMESPACE", f"erpsync-test-{uuid.uuid4().hex[:10]}")
     monkeypatch.chdir(tmp_path)
     settings = load_settings(path)

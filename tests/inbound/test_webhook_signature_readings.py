@@ -36,6 +36,14 @@ def simulator_header(secret: str, body: bytes, *, key_mode: str, encoding: str) 
     return signature_header(key, NOW - 5, body, encoding)
 
 
+def post_signed(client: Any, tenant_id: str, body: bytes, header: str) -> Any:
+    return client.post(
+        f"/webhooks/smartepi/{tenant_id}",
+        content=body,
+        headers={"Content-Type": "application/json", "X-SmartEPI-Signature": header},
+    )
+
+
 @pytest.mark.parametrize("prefer_prefix", [True, False])
 @pytest.mark.parametrize("key_mode", ["full", "strip_prefix"])
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
@@ -45,11 +53,7 @@ def test_every_key_reading_and_encoding_is_accepted(
     client = receiver(store, tenant_id, prefer_prefix=prefer_prefix)
     body = dumps(event(f"w-{key_mode}-{encoding}-{prefer_prefix}"))
     header = simulator_header(SECRET, body, key_mode=key_mode, encoding=encoding)
-    response = client.post(
-        f"/webhooks/smartepi/{tenant_id}",
-        content=body,
-        headers={"Content-Type": "application/json", "X-SmartEPI-Signature": header},
-    )
+    response = post_signed(client, tenant_id, body, header)
     assert response.status_code == 200, response.text
     assert response.json()["message"] == "stored"
 
@@ -63,10 +67,6 @@ def test_a_wrong_secret_is_still_refused(
     body = dumps(event("w-forged"))
     for wrong in ("whsec_inbound_test_secret_0123456788", SECRET[len(SECRET_PREFIX) :] + "x"):
         header = simulator_header(wrong, body, key_mode=key_mode, encoding=encoding)
-        response = client.post(
-            f"/webhooks/smartepi/{tenant_id}",
-            content=body,
-            headers={"Content-Type": "application/json", "X-SmartEPI-Signature": header},
-        )
+        response = post_signed(client, tenant_id, body, header)
         assert response.status_code == 401, response.text
         assert SECRET not in response.text
